@@ -1,0 +1,25 @@
+"""tilec: a compiler for fused low-precision GPU kernels written in a tile language.
+
+``import tilec`` is cheap and never touches CUDA: torch and Triton are imported
+when a kernel is first launched or compiled.
+"""
+
+from tilec.api import SpecModule, compile, kernel  # noqa: A004  (tilec.compile is the public name)
+from tilec.errors import (
+    ArgumentError,
+    BackendError,
+    ScheduleError,
+    TilecError,
+    TileNameError,
+    TileShapeError,
+    TileSyntaxError,
+    TileTypeError,
+)
+from tilec.ir.schedule import Schedule
+from tilec.runtime.kernel import Kernel
+
+__version__ = "0.1.0"
+__all__ = [
+    "ArgumentError", "BackendError", "Kernel", "Schedule", "ScheduleError", "SpecModule", "TileNameError",
+    "TileShapeError", "TileSyntaxError", "TileTypeError", "TilecError", "compile", "kernel",
+]

@@ -1,0 +1,195 @@
+"""Per-operation lowerings: one function per IR expression node, registered by node type.
+
+Each lowering returns a Triton expression as text.  Loads are hoisted into
+named statements by the emitter (so a reader sees ``a_tile = tl.load(...)``);
+everything else nests, parenthesised.  Numbers are written with ``repr`` of a
+parsed ``int``/``float``, never copied from the spec's text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from tilec.ir import dtypes as dt
+from tilec.ir import nodes as ir
+
+if TYPE_CHECKING:
+    from tilec.codegen.triton_emit import Emitter
+
+Lowering = Callable[["Emitter", ir.Expr], str]
+LOWERINGS: dict[type, Lowering] = {}
+
+
+def lowers(node_type: type) -> Callable[[Lowering], Lowering]:
+    def register(fn: Lowering) -> Lowering:
+        LOWERINGS[node_type] = fn
+        return fn
+    return register
+
+
+def literal(value: int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, int):
+        return repr(int(value))
+    value = float(value)
+    if math.isinf(value):
+        return 'float("inf")' if value > 0 else 'float("-inf")'
+    if math.isnan(value):
+        return 'float("nan")'
+    return repr(value)
+
+
+def identity(op: str, dtype: dt.DType) -> str:
+    """The neutral element of a reduction, written for ``dtype``."""
+    if op == "sum":
+        return "0.0" if dtype.is_float else "0"
+    if dtype.is_float:
+        return literal(-math.inf if op == "max" else math.inf)
+    bits = dtype.bits if dtype.kind == "int" else dtype.bits + 1
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if dtype.kind == "uint":
+        lo, hi = 0, 2**dtype.bits - 1
+    return literal(lo if op == "max" else hi)
+
+
+@lowers(ir.Const)
+def _const(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.Const)
+    return literal(e.value)
+
+
+@lowers(ir.ScalarArg)
+@lowers(ir.DimValue)
+@lowers(ir.Var)
+def _name(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, (ir.ScalarArg, ir.DimValue, ir.Var))
+    return em.names[e.name]
+
+
+@lowers(ir.Load)
+def _load(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.Load)
+    return em.load(e)
+
+
+@lowers(ir.TilePositions)
+def _positions(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.TilePositions)
+    offs = em.offsets[e.tile]
+    return f"{offs}.to(tl.int32)" if em.int64 else offs
+
+
+@lowers(ir.Unary)
+def _unary(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.Unary)
+    return f"({'-' if e.op == 'neg' else '~'}{em.expr(e.operand)})"
+
+
+@lowers(ir.Binary)
+@lowers(ir.Compare)
+def _binary(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, (ir.Binary, ir.Compare))
+    return f"({em.expr(e.left)} {e.op} {em.expr(e.right)})"
+
+
+@lowers(ir.Where)
+def _where(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.Where)
+    return f"tl.where({em.expr(e.cond)}, {em.expr(e.then)}, {em.expr(e.otherwise)})"
+
+
+@lowers(ir.Cast)
+def _cast(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.Cast)
+    x = em.expr(e.operand)
+    if e.rounding == "rne_bits":  # f32 -> bf16, rounding to nearest even on the bits (NaN stays NaN)
+        x = em.bind(x, "wide")
+        bits = em.bind(f"{x}.to(tl.uint32, bitcast=True)", "bits")
+        rounded = f"tl.where({x} != {x}, 0x7FC00000, {bits} + (0x7FFF + (({bits} >> 16) & 1)))"
+        return f"({rounded} >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)"
+    if isinstance(e.operand, (ir.Const, ir.ScalarArg, ir.DimValue)):
+        return f"tl.cast({x}, {e.type.dtype.triton})"  # scalars may be plain Python numbers
+    return f"{x}.to({e.type.dtype.triton})"
+
+
+@lowers(ir.View)
+def _view(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.View)
+    parts = ", ".join(":" if p is not None else "None" for p in e.pattern)
+    return f"{em.expr(e.operand)}[{parts}]"
+
+
+@lowers(ir.Trans)
+def _trans(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.Trans)
+    return f"tl.trans({em.expr(e.operand)})"
+
+
+@lowers(ir.Full)
+def _full(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.Full)
+    shape = em.shape(e.type)
+    if e.value == 0:
+        return f"tl.zeros({shape}, dtype={e.type.dtype.triton})"
+    return f"tl.full({shape}, {literal(e.value)}, dtype={e.type.dtype.triton})"
+
+
+@lowers(ir.Reduce)
+def _reduce(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.Reduce)
+    x = em.expr(e.operand)
+    if e.guard:
+        mask = em.axis_mask(e.operand.type, e.axis)
+        x = f"tl.where({mask}, {x}, {identity(e.op, e.operand.type.dtype)})"
+    return f"tl.{e.op}({x}, axis={e.axis})"
+
+
+@lowers(ir.Dot)
+def _dot(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.Dot)
+    a, b = em.expr(e.a), em.expr(e.b)
+    zero = "0.0" if e.a.type.dtype.is_float else "0"
+    if e.guard_a:  # zero the padding of the contracted axis (see passes/masks.py)
+        a = f"tl.where({em.axis_mask(e.a.type, 1)}, {a}, {zero})"
+    if e.guard_b:
+        b = f"tl.where({em.axis_mask(e.b.type, 0)}, {b}, {zero})"
+    args = [a, b]
+    if e.acc is not None:
+        args.append(em.expr(e.acc))
+    if e.a.type.dtype == dt.f32:
+        args.append('input_precision="ieee"')  # f32 means f32: no silent tf32
+    if e.type.dtype == dt.i32 and e.acc is None:
+        args.append("out_dtype=tl.int32")
+    return f"tl.dot({', '.join(args)})"
+
+
+# Math: f16/bf16 operands are computed in f32 and rounded once (Triton's libdevice-free builtins).
+_UNARY_MATH = {"exp": "tl.exp", "exp2": "tl.exp2", "log": "tl.log", "log2": "tl.log2", "sqrt": "tl.sqrt",
+               "rsqrt": "tl.rsqrt", "abs": "tl.abs", "sigmoid": "tl.sigmoid"}
+
+
+@lowers(ir.Math)
+def _math(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.Math)
+    args = [em.expr(a) for a in e.args]
+    half = e.type.dtype.is_half
+    if half:
+        args = [f"{a}.to(tl.float32)" for a in args]
+    if e.fn in ("maximum", "minimum"):
+        code = f"tl.{e.fn}({args[0]}, {args[1]}, propagate_nan=tl.PropagateNan.ALL)"
+    elif e.fn in _UNARY_MATH:
+        code = f"{_UNARY_MATH[e.fn]}({args[0]})"
+    else:
+        x = em.bind(args[0], "x")  # the formulas below use their operand more than once
+        if e.fn == "silu":
+            code = f"({x} * tl.sigmoid({x}))"
+        elif e.fn == "gelu":  # exact (erf) GELU, as torch.nn.functional.gelu
+            code = f"(0.5 * {x} * (1.0 + tl.erf({x} * 0.7071067811865476)))"
+        else:  # tanh from exp, with a series near 0 where 1 - e^(-2|x|) would cancel
+            code = (f"tl.where(tl.abs({x}) < 0.05, {x} * (1.0 - {x} * {x} * (0.3333333333333333 - 0.13333333333333333"
+                    f" * {x} * {x})), tl.where({x} < 0, -1.0, 1.0) * (1.0 - tl.exp(-2.0 * tl.abs({x})))"
+                    f" / (1.0 + tl.exp(-2.0 * tl.abs({x}))))")
+    return f"{code}.to({e.type.dtype.triton})" if half else code

@@ -1,0 +1,323 @@
+"""Emit a tiled, masked kernel IR as readable Triton source plus its calling convention.
+
+The generated function reads top to bottom like a Triton tutorial kernel:
+program id -> tile offsets and masks -> the spec's statements in order, each
+preceded by a comment quoting the spec line it comes from.  The calling
+convention (:class:`KernelABI`) tells the launcher which tensor, size, stride
+or block goes into each argument; it is data, not text, so the launcher and
+the source cannot disagree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from tilec.codegen.lowering import LOWERINGS
+from tilec.codegen.names import Namer, safe_identifier
+from tilec.errors import Span
+from tilec.ir import nodes as ir
+from tilec.ir.schedule import Schedule
+from tilec.ir.types import Axis, TileType
+from tilec.passes.masks import Facts
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str  # the argument's name in generated code
+    kind: str  # "tensor" | "scalar" | "dim" | "stride" | "constexpr"
+    source: str = ""  # parameter or dimension it comes from
+    axis: int = 0  # for strides
+    value: int = 0  # for constexprs
+
+
+@dataclass(frozen=True)
+class KernelABI:
+    fn_name: str
+    args: tuple[Arg, ...]
+    grid_tiles: tuple[tuple[str, int], ...]  # (dimension, block) per parallel tile, in grid order
+
+
+@dataclass(frozen=True)
+class GeneratedKernel:
+    source: str
+    abi: KernelABI
+
+
+def emit(kernel: ir.Kernel, schedule: Schedule, facts: Facts, *, unit_strides: frozenset[tuple[str, int]] = frozenset(),
+         int64: bool = False, target: str = "cuda") -> GeneratedKernel:
+    return Emitter(kernel, schedule, facts, unit_strides, int64, target).run()
+
+
+class Emitter:
+    def __init__(self, kernel: ir.Kernel, schedule: Schedule, facts: Facts,
+                 unit_strides: frozenset[tuple[str, int]], int64: bool, target: str):
+        self.kernel = kernel
+        self.schedule = schedule
+        self.facts = facts
+        self.unit_strides = unit_strides
+        self.int64 = int64
+        self.target = target
+        self.namer = Namer()
+        self.names: dict[str, str] = {}  # user names (params, dims, variables) -> code names
+        self.offsets: dict[str, str] = {}  # tile variable -> its offsets vector
+        self.masks: dict[str, str] = {}  # tile variable or full dimension -> its mask vector
+        self.full_offsets: dict[str, str] = {}
+        self.blocks: dict[str, str] = {}  # tile variable / full dimension -> constexpr name
+        self.lines: list[str] = []
+        self.depth = 1
+        for p in kernel.params:
+            self.names[p.name] = self.namer.claim(p.name)
+        for d in kernel.dims:
+            self.names[d] = self.namer.claim(d)
+        for stmt in ir.walk_stmts(kernel.body.body):
+            if isinstance(stmt, ir.Assign) and stmt.declares:
+                self.names[stmt.name] = self.namer.claim(stmt.name)
+
+    # ------------------------------------------------------------------ text
+    def line(self, text: str) -> None:
+        self.lines.append("    " * self.depth + text)
+
+    def comment(self, span: Span) -> None:
+        text = span.source.line(span.line).strip()
+        text = "".join(c if c.isprintable() else "?" for c in text)
+        self.line(f"# {os.path.basename(span.source.name)}:{span.line}  {text}")
+
+    def bind(self, code: str, hint: str) -> str:
+        """Give ``code`` a name (for values used more than once)."""
+        if code.isidentifier():
+            return code
+        name = self.namer.fresh(hint)
+        self.line(f"{name} = {_strip(code)}")
+        return name
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> GeneratedKernel:
+        k = self.kernel
+        fn_name = self.namer.fresh(safe_identifier(k.name))
+        args: list[Arg] = []
+        for p in k.tensors:
+            args.append(Arg(self.namer.fresh(f"{p.name}_ptr"), "tensor", p.name))
+        for p in k.scalars:
+            args.append(Arg(self.names[p.name], "scalar", p.name))
+        for d in k.dims:
+            args.append(Arg(self.names[d], "dim", d))
+        for p in k.tensors:
+            for axis in range(len(p.dims)):
+                if (p.name, axis) not in self.unit_strides:
+                    args.append(Arg(self.namer.fresh(f"{p.name}_stride{axis}"), "stride", p.name, axis))
+        self.ptrs = {a.source: a.name for a in args if a.kind == "tensor"}
+        self.strides = {(a.source, a.axis): a.name for a in args if a.kind == "stride"}
+        tiles = k.tile_vars()
+        for name, tv in tiles.items():
+            assert tv.block is not None
+            self.blocks[name] = self.namer.fresh(f"BLOCK_{name.upper()}")
+            args.append(Arg(self.blocks[name], "constexpr", value=tv.block))
+        for dim, block in k.full_blocks:
+            self.blocks[":" + dim] = self.namer.fresh(f"BLOCK_FULL_{dim}")
+            args.append(Arg(self.blocks[":" + dim], "constexpr", value=block))
+        grid_tiles = k.body.tiles
+        group = len(grid_tiles) == 2 and self.schedule.group_m > 1
+        if group:
+            args.append(Arg(self.namer.fresh("GROUP_M"), "constexpr", value=self.schedule.group_m))
+
+        self.prologue(args)
+        self.par_loop(k.body, args[-1].name if group else None)
+        header = self.header(fn_name, args)
+        abi = KernelABI(fn_name, tuple(args), tuple((t.dim, t.block or 0) for t in grid_tiles))
+        return GeneratedKernel("\n".join(header + self.lines) + "\n", abi)
+
+    def header(self, fn_name: str, args: list[Arg]) -> list[str]:
+        k = self.kernel
+        bindings = ", ".join(f"{v}={d.name}" for v, d in k.type_bindings) or "none"
+        blocks = ", ".join(f"{a.name}={a.value}" for a in args if a.kind == "constexpr")
+        out = [
+            f"# Generated by tilec from {os.path.basename(k.source.name)}, kernel {k.name}. Do not edit.",
+            f"# dtype variables: {bindings}; target: {self.target}; {blocks}",
+            f"# num_warps={self.schedule.num_warps}, num_stages={self.schedule.num_stages}",
+            "import triton",
+            "import triton.language as tl",
+            "",
+            "",
+            "@triton.jit",
+            f"def {fn_name}(",
+        ]
+        groups = [("tensors", "tensor"), ("scalars", "scalar"), ("dimensions", "dim"),
+                  ("strides (unit strides are folded in)", "stride")]
+        for label, kind in groups:
+            names = [a.name for a in args if a.kind == kind]
+            if names:
+                out.append(f"    {', '.join(names)},  # {label}")
+        consts = [f"{a.name}: tl.constexpr" for a in args if a.kind == "constexpr"]
+        out.append(f"    {', '.join(consts)},")
+        out.append("):")
+        return out
+
+    def prologue(self, args: list[Arg]) -> None:
+        for p in self.kernel.scalars:
+            if p.dtype.is_float:  # torch.compile may pass Python floats as fp64
+                self.line(f"{self.names[p.name]} = tl.cast({self.names[p.name]}, {p.dtype.triton})")
+
+    # ----------------------------------------------------------------- loops
+    def tile_offsets(self, tv: ir.TileVar, index: str) -> None:
+        block = self.blocks[tv.name]
+        offs = self.namer.fresh(f"offs_{tv.name}")
+        start = f"{index}.to(tl.int64) * {block}" if self.int64 else f"{index} * {block}"
+        self.line(f"{offs} = {start} + tl.arange(0, {block})")
+        self.offsets[tv.name] = offs
+        if tv.name not in self.facts.divisible:
+            mask = self.namer.fresh(f"mask_{tv.name}")
+            self.line(f"{mask} = {offs} < {self.extent(tv.extent)}")
+            self.masks[tv.name] = mask
+
+    def par_loop(self, loop: ir.ParLoop, group_m: str | None) -> None:
+        self.comment(loop.span)
+        pid = self.namer.fresh("pid")
+        self.line(f"{pid} = tl.program_id(axis=0)")
+        counts = []
+        for tv in loop.tiles:
+            count = self.namer.fresh(f"num_tiles_{tv.name}")
+            self.line(f"{count} = tl.cdiv({self.extent(tv.extent)}, {self.blocks[tv.name]})")
+            counts.append(count)
+        indices = [self.namer.fresh(f"tile_{tv.name}") for tv in loop.tiles]
+        if group_m is not None:
+            self.line(f"# grouped order: {group_m} row tiles sweep the columns together (L2 reuse)")
+            per_group = self.namer.fresh("tiles_per_group")
+            first = self.namer.fresh("first_tile_m")
+            rows = self.namer.fresh("group_rows")
+            self.line(f"{per_group} = {group_m} * {counts[1]}")
+            self.line(f"{first} = ({pid} // {per_group}) * {group_m}")
+            self.line(f"{rows} = tl.minimum({counts[0]} - {first}, {group_m})")
+            self.line(f"{indices[0]} = {first} + ({pid} % {per_group}) % {rows}")
+            self.line(f"{indices[1]} = ({pid} % {per_group}) // {rows}")
+        else:
+            rest = pid
+            for i in range(len(indices) - 1, -1, -1):
+                if i == 0:
+                    self.line(f"{indices[i]} = {rest}")
+                else:
+                    self.line(f"{indices[i]} = {rest} % {counts[i]}")
+                    nxt = self.namer.fresh("pid_rest")
+                    self.line(f"{nxt} = {rest} // {counts[i]}")
+                    rest = nxt
+        for tv, index in zip(loop.tiles, indices):
+            self.tile_offsets(tv, index)
+        for dim, _ in self.kernel.full_blocks:
+            block = self.blocks[":" + dim]
+            offs = self.namer.fresh(f"offs_full_{dim}")
+            self.line(f"{offs} = tl.arange(0, {block})")
+            self.full_offsets[dim] = offs
+            if dim not in self.facts.exact:
+                mask = self.namer.fresh(f"mask_full_{dim}")
+                self.line(f"{mask} = {offs} < {self.extent_of_dim(dim)}")
+                self.masks[":" + dim] = mask
+        self.stmts(loop.body)
+
+    def seq_loop(self, loop: ir.SeqLoop) -> None:
+        self.comment(loop.span)
+        tv = loop.tile
+        index = self.namer.fresh(f"tile_{tv.name}")
+        self.line(f"for {index} in range(0, tl.cdiv({self.extent(tv.extent)}, {self.blocks[tv.name]})):")
+        self.depth += 1
+        self.tile_offsets(tv, index)
+        self.stmts(loop.body)
+        self.depth -= 1
+
+    def stmts(self, body: tuple[ir.Stmt, ...]) -> None:
+        for s in body:
+            if isinstance(s, ir.SeqLoop):
+                self.seq_loop(s)
+            elif isinstance(s, ir.Assign):
+                self.comment(s.span)
+                value = _strip(self.expr(s.value))
+                self.line(f"{self.names[s.name]} = {value}")
+            elif isinstance(s, ir.Store):
+                self.comment(s.span)
+                value = _strip(self.expr(s.value))
+                addr, mask = self.address(s.tensor, s.index)
+                mask_arg = f", mask={mask}" if mask else ""
+                self.line(f"tl.store({addr}, {value}{mask_arg})")
+
+    # ----------------------------------------------------------- expressions
+    def expr(self, e: ir.Expr) -> str:
+        return LOWERINGS[type(e)](self, e)
+
+    def extent(self, extent: object) -> str:
+        text = str(extent)
+        return text if text.isdigit() else self.names[safe_identifier(text)]
+
+    def extent_of_dim(self, dim: str) -> str:
+        return dim if dim.isdigit() else self.names[dim]
+
+    def block(self, axis: Axis) -> str:
+        if axis.kind == "one":
+            return "1"
+        return self.blocks[(":" + axis.name) if axis.kind == "full" else axis.name]
+
+    def shape(self, ttype: TileType) -> str:
+        dims = [self.block(a) for a in ttype.axes]
+        return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
+
+    def axis_mask(self, ttype: TileType, pos: int) -> str:
+        """The validity mask of axis ``pos`` of a tile of type ``ttype``, broadcast to its rank."""
+        axis = ttype.axes[pos]
+        mask = self.masks[(":" + axis.name) if axis.kind == "full" else axis.name]
+        return mask + _expand(pos, ttype.rank)
+
+    def address(self, tensor: str, index: tuple[ir.Index, ...]) -> tuple[str, str]:
+        param = self.kernel.param(tensor)
+        assert isinstance(param, ir.TensorParam)
+        rank = sum(1 for ix in index if not isinstance(ix, ir.PointIndex))
+        terms: list[str] = [self.ptrs[tensor]]
+        masks: list[str] = []
+        pos = 0
+        for axis, (ix, extent) in enumerate(zip(index, param.dims)):
+            stride = self.strides.get((tensor, axis))
+            if isinstance(ix, ir.PointIndex):
+                offs = self.expr(ix.value)
+            else:
+                expand = _expand(pos, rank)
+                if isinstance(ix, ir.TileIndex):
+                    offs = self.offsets[ix.tile]
+                    if ix.offset is not None:
+                        offs = f"({offs} + {_strip(self.expr(ix.offset))})"
+                        if ix.needs_mask:
+                            masks.append(f"(({offs} >= 0) & ({offs} < {self.extent(extent)})){expand}")
+                    elif ix.needs_mask:
+                        masks.append(self.masks[ix.tile] + expand)
+                else:
+                    offs = self.full_offsets[ix.dim]
+                    if ix.needs_mask:
+                        masks.append(self.masks[":" + ix.dim] + expand)
+                offs += expand
+                pos += 1
+            terms.append(f"{offs} * {stride}" if stride else offs)
+        return " + ".join(terms), " & ".join(masks)
+
+    def load(self, e: ir.Load) -> str:
+        addr, mask = self.address(e.tensor, e.index)
+        other = ", other=0.0" if e.type.dtype.is_float else ", other=0"
+        call = f"tl.load({addr}, mask={mask}{other})" if mask else f"tl.load({addr})"
+        hint = e.tensor + "_" + "".join(a.name if a.kind == "tile" else "all" for a in e.type.axes)
+        name = self.namer.fresh(hint if e.type.axes else e.tensor + "_value")
+        self.line(f"{name} = {call}")
+        return name
+
+
+def _expand(pos: int, rank: int) -> str:
+    if rank <= 1:
+        return ""
+    return "[" + ", ".join(":" if i == pos else "None" for i in range(rank)) + "]"
+
+
+def _strip(code: str) -> str:
+    """Drop one pair of redundant outer parentheses."""
+    if code.startswith("(") and code.endswith(")"):
+        depth = 0
+        for i, c in enumerate(code):
+            depth += c == "("
+            depth -= c == ")"
+            if depth == 0 and i < len(code) - 1:
+                return code
+        return code[1:-1]
+    return code

@@ -1,0 +1,364 @@
+"""The typed kernel IR.
+
+A kernel is a structured program: one parallel tile loop (the launch grid)
+holding assignments, stores and sequential tile loops (reductions).  Every
+expression node is a frozen dataclass with its :class:`TileType` and the
+:class:`Span` of the spec text it came from; passes rebuild trees with
+``dataclasses.replace`` and never mutate.
+
+Variables are mutable names (``acc += ...`` inside a loop reassigns ``acc``);
+the checker guarantees a name keeps one type, which is what Triton's own
+loop-carried values need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+from tilec.errors import Source, Span
+from tilec.ir.dtypes import DType
+from tilec.ir.types import TileType
+
+# ----------------------------------------------------------------------------
+# parameters
+
+
+@dataclass(frozen=True)
+class TensorParam:
+    name: str
+    dims: tuple[sympy.Expr, ...]  # symbols (M, K) or integers
+    dtype: DType
+    span: Span
+
+
+@dataclass(frozen=True)
+class ScalarParam:
+    name: str
+    dtype: DType
+    span: Span
+
+
+Param = TensorParam | ScalarParam
+
+
+@dataclass(frozen=True)
+class TileVar:
+    """A tile loop variable: it walks ``dim`` in blocks of ``block`` (set by the tiling pass)."""
+
+    name: str
+    dim: str
+    extent: sympy.Expr
+    span: Span
+    block: int | None = None
+
+
+# ----------------------------------------------------------------------------
+# expressions
+
+
+@dataclass(frozen=True)
+class Const:
+    value: int | float | bool
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class ScalarArg:
+    name: str
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class DimValue:
+    """The size of a dimension used as a value (``sum(x, axis=1) / N``)."""
+
+    name: str
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class TileIndex:
+    """Index an axis by tile variable ``tile``, shifted by a scalar ``offset``."""
+
+    tile: str
+    offset: Expr | None
+    offset_sym: sympy.Expr  # offset as a sympy expression, for the mask prover
+    needs_mask: bool = True  # cleared by the mask pass where provably in bounds
+
+
+@dataclass(frozen=True)
+class FullIndex:
+    """``:``: the whole axis, as a power-of-two block."""
+
+    dim: str
+    needs_mask: bool = True
+
+
+@dataclass(frozen=True)
+class PointIndex:
+    """A scalar integer index: the axis is dropped."""
+
+    value: Expr
+
+
+Index = TileIndex | FullIndex | PointIndex
+
+
+@dataclass(frozen=True)
+class Load:
+    tensor: str
+    index: tuple[Index, ...]
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class TilePositions:
+    """``index(m)``: the global positions of tile ``m`` along its dimension (i32)."""
+
+    tile: str
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: str  # "neg" | "not"
+    operand: Expr
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class Binary:
+    op: str  # + - * / // % & | ^ << >>
+    left: Expr
+    right: Expr
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str  # < <= > >= == !=
+    left: Expr
+    right: Expr
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class Where:
+    cond: Expr
+    then: Expr
+    otherwise: Expr
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class Math:
+    fn: str  # exp exp2 log log2 sqrt rsqrt abs silu gelu sigmoid tanh maximum minimum
+    args: tuple[Expr, ...]
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class Cast:
+    operand: Expr
+    type: TileType
+    span: Span
+    rounding: str = "native"  # "native": Triton's .to(); "rne_bits": f32 -> bf16 by integer rounding
+
+
+@dataclass(frozen=True)
+class Reduce:
+    op: str  # sum | max | min
+    operand: Expr
+    axis: int
+    type: TileType
+    span: Span
+    guard: bool = True  # mask the padding of the reduced axis first; cleared by the mask pass
+
+
+@dataclass(frozen=True)
+class Dot:
+    """``a @ b`` with f32 (or i32) accumulation; ``acc`` is added in the same instruction."""
+
+    a: Expr
+    b: Expr
+    acc: Expr | None
+    type: TileType
+    span: Span
+    guard_a: bool = True  # zero a's padding along the contracted axis; cleared by the mask pass
+    guard_b: bool = True
+
+
+@dataclass(frozen=True)
+class Full:
+    """``zeros(shape, dtype)`` / ``full(shape, value, dtype)``."""
+
+    value: int | float | bool
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class View:
+    """``v[:, None]``: keep (an input axis number) or insert (None) axes."""
+
+    operand: Expr
+    pattern: tuple[int | None, ...]
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class Trans:
+    operand: Expr
+    type: TileType
+    span: Span
+
+
+Expr = (
+    Const | ScalarArg | DimValue | Var | Load | TilePositions | Unary | Binary | Compare | Where
+    | Math | Cast | Reduce | Dot | Full | View | Trans
+)
+
+# ----------------------------------------------------------------------------
+# statements
+
+
+@dataclass(frozen=True)
+class Assign:
+    name: str
+    value: Expr
+    span: Span
+    declares: bool = False  # first assignment of the name in its scope
+
+
+@dataclass(frozen=True)
+class Store:
+    tensor: str
+    index: tuple[Index, ...]
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class SeqLoop:
+    """``for k in tiles(K):`` inside the parallel loop: a sequential walk over K's tiles."""
+
+    tile: TileVar
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class ParLoop:
+    """``for m, n in tiles(M, N):``: one program per tile tuple; the launch grid."""
+
+    tiles: tuple[TileVar, ...]
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+Stmt = Assign | Store | SeqLoop | ParLoop
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    params: tuple[Param, ...]
+    dims: tuple[str, ...]  # every dimension symbol, in order of first appearance
+    body: ParLoop
+    span: Span
+    source: Source
+    type_bindings: tuple[tuple[str, DType], ...] = ()  # dtype variables -> dtypes
+    full_blocks: tuple[tuple[str, int], ...] = field(default=())  # dim -> padded block (tiling)
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def tensors(self) -> tuple[TensorParam, ...]:
+        return tuple(p for p in self.params if isinstance(p, TensorParam))
+
+    @property
+    def scalars(self) -> tuple[ScalarParam, ...]:
+        return tuple(p for p in self.params if isinstance(p, ScalarParam))
+
+    def tile_vars(self) -> dict[str, TileVar]:
+        found: dict[str, TileVar] = {t.name: t for t in self.body.tiles}
+        for loop in walk_loops(self.body.body):
+            found[loop.tile.name] = loop.tile
+        return found
+
+
+def walk_loops(body: tuple[Stmt, ...]) -> list[SeqLoop]:
+    loops: list[SeqLoop] = []
+    for stmt in body:
+        if isinstance(stmt, SeqLoop):
+            loops.append(stmt)
+            loops.extend(walk_loops(stmt.body))
+    return loops
+
+
+def children(expr: Expr) -> tuple[Expr, ...]:
+    """The sub-expressions of ``expr`` (index offsets included), for generic walks."""
+    if isinstance(expr, (Unary, Cast, Reduce, View, Trans)):
+        return (expr.operand,)
+    if isinstance(expr, (Binary, Compare)):
+        return (expr.left, expr.right)
+    if isinstance(expr, Where):
+        return (expr.cond, expr.then, expr.otherwise)
+    if isinstance(expr, Math):
+        return expr.args
+    if isinstance(expr, Dot):
+        return (expr.a, expr.b) + ((expr.acc,) if expr.acc is not None else ())
+    if isinstance(expr, Load):
+        return index_exprs(expr.index)
+    return ()
+
+
+def index_exprs(index: tuple[Index, ...]) -> tuple[Expr, ...]:
+    out: list[Expr] = []
+    for ix in index:
+        if isinstance(ix, TileIndex) and ix.offset is not None:
+            out.append(ix.offset)
+        elif isinstance(ix, PointIndex):
+            out.append(ix.value)
+    return tuple(out)
+
+
+def walk_exprs(expr: Expr) -> list[Expr]:
+    """``expr`` and all its descendants, parents first."""
+    out = [expr]
+    for child in children(expr):
+        out.extend(walk_exprs(child))
+    return out
+
+
+def walk_stmts(body: tuple[Stmt, ...]) -> list[Stmt]:
+    out: list[Stmt] = []
+    for stmt in body:
+        out.append(stmt)
+        if isinstance(stmt, (SeqLoop, ParLoop)):
+            out.extend(walk_stmts(stmt.body))
+    return out

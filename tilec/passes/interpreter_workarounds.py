@@ -1,0 +1,68 @@
+"""Rewrites that keep Triton's CPU interpreter exact (target "cpu" only).
+
+IR in, IR out.  Triton 3.9's interpreter mishandles bf16 (probed; see
+../shared/triton-notes.md and docs/architecture.md):
+
+- ``tl.dot`` on bf16 multiplies the raw 16-bit patterns, and so do elementwise
+  ``*``, ``+``, ``maximum``... on bf16 tensors;
+- ``.to(tl.bfloat16)`` from f32 truncates instead of rounding to nearest even.
+
+f16 is exact.  So for bf16 this pass computes every arithmetic node in f32 and
+rounds back once with an explicit integer round-to-nearest-even on the bits
+(``Cast(rounding="rne_bits")``), which is what the GPU computes for one bf16
+operation.  Before: ``Binary('+', x: bf16, y: bf16) : bf16``; after:
+``Cast(Binary('+', Cast(x, f32), Cast(y, f32)) : f32, bf16, rne_bits)``.
+Products take bf16 operands upcast to f32 (exact), with f32 accumulation either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tilec.ir import dtypes as dt
+from tilec.ir import nodes as ir
+from tilec.passes.rewrite import map_exprs
+
+_ARITHMETIC = (ir.Unary, ir.Binary, ir.Math, ir.Where, ir.Reduce, ir.Full)
+
+
+def interpreter_workarounds(kernel: ir.Kernel) -> ir.Kernel:
+    return map_exprs(kernel, _exact_bf16)
+
+
+def _f32(e: ir.Expr) -> ir.Expr:
+    if e.type.dtype != dt.bf16:
+        return e
+    if isinstance(e, ir.Const):
+        return ir.Const(float(e.value), e.type.with_dtype(dt.f32), e.span)
+    return ir.Cast(e, e.type.with_dtype(dt.f32), e.span)
+
+
+def _to_bf16(e: ir.Expr) -> ir.Expr:
+    """Round an expression to bf16 exactly (from any dtype, through f32)."""
+    if e.type.dtype != dt.f32:
+        e = ir.Cast(e, e.type.with_dtype(dt.f32), e.span)
+    return ir.Cast(e, e.type.with_dtype(dt.bf16), e.span, rounding="rne_bits")
+
+
+def _exact_bf16(e: ir.Expr) -> ir.Expr:
+    if isinstance(e, ir.Dot) and e.a.type.dtype == dt.bf16:
+        return replace(e, a=_f32(e.a), b=_f32(e.b))
+    if isinstance(e, ir.Compare) and e.left.type.dtype == dt.bf16:
+        return replace(e, left=_f32(e.left), right=_f32(e.right))
+    if isinstance(e, ir.Cast) and e.type.dtype == dt.bf16 and e.rounding == "native":
+        return _to_bf16(e.operand)
+    if isinstance(e, _ARITHMETIC) and e.type.dtype == dt.bf16:
+        wide = e.type.with_dtype(dt.f32)
+        if isinstance(e, (ir.Unary, ir.Reduce)):
+            widened: ir.Expr = replace(e, operand=_f32(e.operand), type=wide)
+        elif isinstance(e, ir.Binary):
+            widened = replace(e, left=_f32(e.left), right=_f32(e.right), type=wide)
+        elif isinstance(e, ir.Math):
+            widened = replace(e, args=tuple(_f32(a) for a in e.args), type=wide)
+        elif isinstance(e, ir.Where):
+            widened = replace(e, then=_f32(e.then), otherwise=_f32(e.otherwise), type=wide)
+        else:
+            widened = replace(e, type=wide)
+        return _to_bf16(widened)
+    return e

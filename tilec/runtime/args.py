@@ -1,0 +1,130 @@
+"""Binding launch arguments to a kernel's signature, and rejecting bad ones before launch.
+
+Everything a launch could get wrong is checked here, with errors that name the
+parameter and point at its declaration: missing or extra arguments, a tensor
+where a scalar belongs, rank, dtype (and consistent dtype variables), sizes
+that disagree with a dimension bound elsewhere, mixed or unsupported devices,
+outputs that alias themselves (zero strides) and integer scalars out of range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tilec.errors import ArgumentError
+from tilec.ir import dtypes as dt
+from tilec.ir.signature import Signature
+
+
+@dataclass(frozen=True)
+class Bound:
+    tensors: dict[str, Any]  # name -> torch.Tensor
+    scalars: dict[str, int | float | bool]
+    dims: dict[str, int]
+    dtypes: dict[str, dt.DType]  # dtype variable -> dtype
+    device: Any  # torch.device
+
+    @property
+    def target(self) -> str:
+        return "cpu" if self.device.type == "cpu" else "cuda"
+
+
+def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs: frozenset[str]) -> Bound:
+    import torch
+
+    names = [p.name for p in sig.params]
+    if len(args) > len(names):
+        raise ArgumentError(f"{sig.name}() takes {len(names)} arguments ({', '.join(names)}), got {len(args)}")
+    values: dict[str, Any] = dict(zip(names, args))
+    for key, value in kwargs.items():
+        if key not in names:
+            raise ArgumentError(f"{sig.name}() has no parameter '{key}'", hint="parameters: " + ", ".join(names))
+        if key in values:
+            raise ArgumentError(f"{sig.name}() got two values for '{key}'")
+        values[key] = value
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise ArgumentError(f"{sig.name}() is missing {', '.join(repr(m) for m in missing)}")
+
+    tensors: dict[str, Any] = {}
+    scalars: dict[str, int | float | bool] = {}
+    dims: dict[str, int] = {}
+    dim_origin: dict[str, str] = {}
+    dtypes: dict[str, dt.DType] = {}
+    device = None
+    for p in sig.params:
+        value = values[p.name]
+        if p.kind == "scalar":
+            scalars[p.name] = _scalar(p.name, p.dtype, value, p.span, dtypes)
+            continue
+        if not isinstance(value, torch.Tensor):
+            raise ArgumentError(f"'{p.name}' must be a torch.Tensor, got {type(value).__name__}", p.span)
+        if value.dim() != len(p.dims):
+            raise ArgumentError(f"'{p.name}' must have {len(p.dims)} dimensions ({', '.join(map(str, p.dims))}), "
+                                f"got shape {tuple(value.shape)}", p.span)
+        got = dt.from_torch(value.dtype)
+        if got is None:
+            raise ArgumentError(f"'{p.name}' has dtype {value.dtype}, which the tile language does not support",
+                                p.span, hint="supported: " + ", ".join(d.torch_name for d in dt.DTYPES.values()))
+        want = dt.DTYPES.get(p.dtype) or dtypes.get(p.dtype)
+        if want is None:
+            dtypes[p.dtype] = got
+        elif got != want:
+            origin = f" (bound to {want.name} by an earlier argument)" if p.dtype not in dt.DTYPES else ""
+            raise ArgumentError(f"'{p.name}' must be {want.torch_name}{origin}, got {value.dtype}", p.span)
+        if device is None:
+            device = value.device
+        elif value.device != device:
+            raise ArgumentError(f"'{p.name}' is on {value.device} but earlier tensors are on {device}", p.span,
+                                hint="move all tensors to one device")
+        for axis, (dim, size) in enumerate(zip(p.dims, value.shape)):
+            where = f"{p.name}.shape[{axis}]"
+            if isinstance(dim, int):
+                if size != dim:
+                    raise ArgumentError(f"{where} must be {dim}, got {size}", p.span)
+            elif dim in dims and dims[dim] != size:
+                raise ArgumentError(f"dimension {dim} is {dims[dim]} from {dim_origin[dim]} but {size} from {where}",
+                                    p.span)
+            else:
+                dims.setdefault(dim, int(size))
+                dim_origin.setdefault(dim, where)
+        if p.name in outputs:
+            for axis, (size, stride) in enumerate(zip(value.shape, value.stride())):
+                if stride == 0 and size > 1:
+                    raise ArgumentError(f"output '{p.name}' has stride 0 along axis {axis}: elements alias", p.span,
+                                        hint="pass a tensor with its own storage (e.g. torch.empty(...))")
+        tensors[p.name] = value
+    if device is None:
+        raise ArgumentError(f"{sig.name}() needs at least one tensor argument")
+    if device.type not in ("cpu", "cuda"):
+        raise ArgumentError(f"tensors on {device} are not supported", hint="use CPU (interpreter) or CUDA tensors")
+    for name, size in dims.items():
+        if size >= 2**31:
+            raise ArgumentError(f"dimension {name} = {size} exceeds the 32-bit size range")
+    return Bound(tensors, scalars, dims, dtypes, device)
+
+
+def _scalar(name: str, dtype_name: str, value: Any, span: Any, dtypes: dict[str, dt.DType]) -> int | float | bool:
+    import torch
+
+    dtype = dt.DTYPES.get(dtype_name) or dtypes.get(dtype_name) or dt.f32
+    if isinstance(value, torch.Tensor):
+        raise ArgumentError(f"'{name}' is a scalar parameter; got a tensor", span,
+                            hint="pass a Python number (.item())")
+    if dtype.kind == "bool":
+        if not isinstance(value, bool):
+            raise ArgumentError(f"'{name}' must be a bool, got {type(value).__name__}", span)
+        return value
+    if dtype.is_int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ArgumentError(f"'{name}' must be an int ({dtype.name}), got {type(value).__name__}", span)
+        half = 2 ** (dtype.bits - 1)
+        lo, hi = (0, 2 * half - 1) if dtype.kind == "uint" else (-half, half - 1)
+        if not lo <= value <= hi:
+            raise ArgumentError(f"'{name}' = {value} is out of range for {dtype.name}", span)
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ArgumentError(f"'{name}' must be a number ({dtype.name}), got {type(value).__name__}", span)
+    return float(value)

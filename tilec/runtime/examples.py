@@ -1,0 +1,135 @@
+"""Run a spec's examples: random inputs, poisoned outputs, the kernel, the float64 reference.
+
+Used by ``tilec run``, ``tilec demo`` and the interpreter tests.  An output
+passes when its normwise error ``max|out - ref| / max|ref|`` is at most twice
+the output dtype's machine epsilon (one rounding of the result plus the
+accumulated rounding of f32 arithmetic and of explicit casts in the spec), and
+it holds no NaN or infinity where the reference is finite.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tilec.api import SpecModule
+from tilec.errors import ArgumentError, TileTypeError
+from tilec.frontend import ast
+from tilec.ir import dtypes as dt
+from tilec.runtime.kernel import Kernel
+from tilec.runtime.reference import evaluate
+
+EPS = {"f16": 2.0**-10, "bf16": 2.0**-7, "f32": 2.0**-23, "f64": 2.0**-52}
+
+
+def tolerance(dtype: dt.DType) -> float:
+    return 2 * EPS.get(dtype.name, 0.0)
+
+
+@dataclass(frozen=True)
+class ExampleResult:
+    kernel: str
+    sizes: str
+    output: str
+    max_rel_err: float
+    tolerance: float
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_err <= self.tolerance  # False for NaN
+
+
+def example_values(kernel: Kernel, example: ast.Example) -> tuple[dict[str, int], dict[str, dt.DType], dict[str, Any]]:
+    """Split an example's header into dimension sizes, dtype bindings and scalar values."""
+    dims: dict[str, int] = {}
+    dtypes: dict[str, dt.DType] = {}
+    scalars: dict[str, Any] = {}
+    sig = kernel.signature
+    scalar_names = {p.name for p in sig.params if p.kind == "scalar"}
+    for kw in example.bindings:
+        value = kw.value
+        negative = isinstance(value, ast.UnaryOp) and value.op == "-"
+        if negative:
+            assert isinstance(value, ast.UnaryOp)
+            value = value.operand
+        if kw.name in sig.dtype_vars:
+            if not (isinstance(value, ast.Name) and value.id in dt.DTYPES):
+                raise TileTypeError(f"dtype variable {kw.name} needs a dtype", kw.span)
+            dtypes[kw.name] = dt.DTYPES[value.id]
+        elif kw.name in sig.dims and isinstance(value, ast.Int) and not negative:
+            dims[kw.name] = value.value
+        elif kw.name in scalar_names and isinstance(value, (ast.Int, ast.Float, ast.Bool)):
+            scalars[kw.name] = -value.value if negative else value.value
+        else:
+            raise ArgumentError(f"example binding '{kw.name}' is not a dimension, dtype variable or scalar "
+                                f"of {kernel.name}, or has the wrong kind of value", kw.span)
+    missing = [d for d in sig.dims if d not in dims] + [s for s in scalar_names if s not in scalars]
+    if missing:
+        raise ArgumentError(f"example for {kernel.name} does not give {', '.join(missing)}", example.span)
+    return dims, dtypes, scalars
+
+
+def make_inputs(kernel: Kernel, dims: Mapping[str, int], dtypes: Mapping[str, dt.DType], device: str,
+                seed: int = 0) -> dict[str, Any]:
+    """Fresh random inputs, and outputs filled with NaN (poison) so an unwritten element fails."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    tensors: dict[str, Any] = {}
+    for p in kernel.signature.params:
+        if p.kind != "tensor":
+            continue
+        shape = tuple(d if isinstance(d, int) else dims[d] for d in p.dims)
+        dtype = dt.DTYPES.get(p.dtype) or dtypes.get(p.dtype, dt.f16)
+        torch_dtype = getattr(torch, dtype.torch_name)
+        if p.name in kernel.outputs and p.name not in kernel.inputs:
+            fill = float("nan") if dtype.is_float else -1
+            tensors[p.name] = torch.full(shape, fill, dtype=torch_dtype, device=device)
+        elif dtype.is_float:
+            tensors[p.name] = torch.randn(shape, generator=gen, dtype=torch.float64).to(torch_dtype).to(device)
+        else:
+            tensors[p.name] = torch.randint(-8, 8, shape, generator=gen).to(torch_dtype).to(device)
+    return tensors
+
+
+def run_example(module: SpecModule, example: ast.Example, device: str = "cpu", seed: int = 0,
+                dtypes_override: Mapping[str, dt.DType] | None = None,
+                dims_override: Mapping[str, int] | None = None) -> list[ExampleResult]:
+    """Run one example; ``*_override`` replace the example's own dtype bindings or sizes."""
+    import torch
+
+    kernel = module.kernels[example.kernel]
+    dims, dtypes, scalars = example_values(kernel, example)
+    dtypes.update(dtypes_override or {})
+    dims.update(dims_override or {})
+    tensors = make_inputs(kernel, dims, dtypes, device, seed)
+    start = time.perf_counter()
+    kernel(**tensors, **scalars)
+    if device != "cpu":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    env: dict[str, Any] = {name: t.detach().to("cpu", torch.float64) for name, t in tensors.items()
+                           if name in kernel.inputs}
+    env.update({k: float(v) for k, v in scalars.items()})
+    env.update({k: float(v) for k, v in dims.items()})
+    env.update(dtypes)
+    expected = evaluate(example.body, env)
+    sizes = ", ".join(f"{k}={v}" for k, v in dims.items()) + "".join(f", {k}={v.name}" for k, v in dtypes.items())
+    results = []
+    for name, ref in expected.items():
+        if name not in kernel.outputs:
+            continue
+        got = tensors[name].detach().to("cpu", torch.float64)
+        out_dtype = dt.from_torch(tensors[name].dtype) or dt.f32
+        scale = ref.abs().max().item() if ref.numel() else 1.0
+        if got.shape != ref.shape:
+            err = float("inf")
+        elif not torch.isfinite(got).all():
+            err = float("nan")
+        else:
+            err = (got - ref).abs().max().item() / max(scale, 1e-30) if ref.numel() else 0.0
+        results.append(ExampleResult(kernel.name, sizes, name, err, tolerance(out_dtype), seconds))
+    return results

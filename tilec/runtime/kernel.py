@@ -1,0 +1,200 @@
+"""The kernel object users hold: checked at definition, specialised and compiled per launch key.
+
+A call binds and validates the arguments (:mod:`tilec.runtime.args`), picks a
+schedule (pinned values over the default rule), derives the specialisation
+key (dtype bindings, schedule, divisibility facts, unit strides, 64-bit
+indexing, target) and launches the cached compiled kernel for that key:
+compiled Triton for CUDA tensors, Triton's interpreter for CPU tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tilec.codegen.triton_emit import GeneratedKernel, emit
+from tilec.errors import ArgumentError, Source
+from tilec.frontend import ast
+from tilec.ir import dtypes as dt
+from tilec.ir import nodes as ir
+from tilec.ir.build import build_kernel
+from tilec.ir.schedule import Schedule
+from tilec.ir.signature import analyze_signature
+from tilec.passes.pipeline import Lowered, lower
+from tilec.runtime import args as argbind
+from tilec.runtime.schedule import Overrides, default_schedule, merge, overrides
+
+_INT32_LIMIT = 2**31
+
+
+@dataclass
+class Compiled:
+    """One specialisation: its lowered IR, generated source and (lazily) the callable function."""
+
+    lowered: Lowered
+    generated: GeneratedKernel
+    schedule: Schedule
+    target: str
+    _fn: Any = field(default=None, repr=False)
+
+    @property
+    def source(self) -> str:
+        return self.generated.source
+
+    def fn(self) -> Any:
+        if self._fn is None:
+            from tilec.runtime.interpreter import interpreted
+            from tilec.runtime.loader import load
+
+            jit_fn = load(self.generated.source, self.generated.abi.fn_name)
+            self._fn = interpreted(jit_fn) if self.target == "cpu" else jit_fn
+        return self._fn
+
+
+class Kernel:
+    """A tile-language kernel.  Call it with tensors to launch; ``triton_code`` shows what runs."""
+
+    def __init__(self, kdef: ast.KernelDef, source: Source, schedule: Schedule | Mapping[str, object] | None = None):
+        self.name = kdef.name
+        self.source = source
+        self._kdef = kdef
+        self.signature = analyze_signature(kdef)
+        self._irs: dict[tuple[tuple[str, dt.DType], ...], ir.Kernel] = {}
+        checked = self.ir()  # every spec error surfaces here, at definition time
+        stored = {s.tensor for s in ir.walk_stmts(checked.body.body) if isinstance(s, ir.Store)}
+        loaded = {e.tensor for s in ir.walk_stmts(checked.body.body) if isinstance(s, (ir.Assign, ir.Store))
+                  for e in ir.walk_exprs(s.value) if isinstance(e, ir.Load)}
+        self.outputs = frozenset(stored)
+        self.inputs = frozenset(p.name for p in self.signature.params if p.kind == "tensor") - (stored - loaded)
+        self._pinned: Overrides = overrides(schedule)
+        self._compiled: dict[tuple[object, ...], Compiled] = {}
+        self._keys: dict[tuple[object, ...], tuple[object, ...]] = {}
+
+    def __repr__(self) -> str:
+        params = ", ".join(p.name for p in self.signature.params)
+        return f"<tilec.Kernel {self.name}({params}) from {self.source.name}>"
+
+    # ----------------------------------------------------------------- IR
+    def ir(self, dtypes: Mapping[str, dt.DType] | None = None) -> ir.Kernel:
+        """The checked IR for the given dtype-variable bindings (unbound ones default to f16)."""
+        bindings = tuple(sorted((v, (dtypes or {}).get(v, dt.f16)) for v in self.signature.dtype_vars))
+        if bindings not in self._irs:
+            self._irs[bindings] = build_kernel(self._kdef, self.source, dict(bindings))
+        return self._irs[bindings]
+
+    def as_torch_op(self, name: str | None = None, namespace: str = "tilec") -> Any:
+        """Register as ``torch.ops.<namespace>.<name>`` (outputs allocated and returned; see torch_ops)."""
+        from tilec.runtime.torch_ops import register_op
+
+        return register_op(self, name, namespace)
+
+    def pin(self, schedule: Schedule | Mapping[str, object] | None) -> None:
+        """Pin a schedule (or part of one) for every later launch; None unpins."""
+        self._pinned = overrides(schedule)
+
+    # ------------------------------------------------------- specialisation
+    def specialize(self, dims: Mapping[str, int] | None, dtypes: Mapping[str, dt.DType] | None = None, *,
+                   target: str = "cuda", schedule: Schedule | Mapping[str, object] | None = None,
+                   unit_strides: frozenset[tuple[str, int]] | None = None, int64: bool = False) -> Compiled:
+        """Compile for concrete sizes (``dims``), or generically (``dims=None``: every mask kept).
+
+        ``unit_strides`` defaults to contiguous tensors (last axis stride 1).
+        """
+        kir = self.ir(dtypes)
+        pinned = dict(self._pinned)
+        call = overrides(schedule)
+        if call:
+            pinned["blocks"] = {**dict(pinned.get("blocks", {})), **dict(call.get("blocks", {}))}  # type: ignore[call-overload]
+            pinned.update({k: v for k, v in call.items() if k != "blocks"})
+        sizes = dict(dims) if dims is not None else {d: 1024 for d in self.signature.dims}
+        chosen = merge(default_schedule(kir, sizes, target), pinned)
+        if unit_strides is None:
+            unit_strides = frozenset((p.name, len(p.dims) - 1) for p in kir.tensors)
+        key = (target, tuple(kir.type_bindings), chosen.key(), _facts_key(kir, chosen, dims), unit_strides, int64)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            lowered = lower(kir, chosen, dims, target)
+            generated = emit(lowered.kernel, chosen, lowered.facts, unit_strides=unit_strides, int64=int64,
+                             target=target)
+            compiled = self._compiled[key] = Compiled(lowered, generated, chosen, target)
+        return compiled
+
+    def triton_code(self, *args: Any, target: str = "cuda", schedule: Schedule | Mapping[str, object] | None = None,
+                    **sizes: Any) -> str:
+        """The generated Triton for given tensors (``k.triton_code(a, b, out)``) or given sizes and
+        dtypes (``k.triton_code(M=37, N=65, K=70, T="bf16")``)."""
+        if args:
+            bound = argbind.bind(self.signature, args, sizes, self.outputs)
+            return self._for_launch(bound, schedule).source
+        dtypes = {k: dt.DTYPES[str(v)] for k, v in sizes.items() if k in self.signature.dtype_vars}
+        dims = {k: int(v) for k, v in sizes.items() if k not in self.signature.dtype_vars}
+        unknown = set(dims) - set(self.signature.dims)
+        if unknown:
+            raise ArgumentError(f"{self.name} has no dimension {', '.join(sorted(unknown))}",
+                                hint="dimensions: " + ", ".join(self.signature.dims))
+        return self.specialize(dims or None, dtypes, target=target, schedule=schedule).source
+
+    # ----------------------------------------------------------------- launch
+    def __call__(self, *args: Any, schedule: Schedule | Mapping[str, object] | None = None, **kwargs: Any) -> None:
+        bound = argbind.bind(self.signature, args, kwargs, self.outputs)
+        compiled = self._for_launch(bound, schedule)
+        launch(compiled, bound)
+
+    def _for_launch(self, bound: argbind.Bound, schedule: Schedule | Mapping[str, object] | None) -> Compiled:
+        unit = frozenset((name, axis) for name, t in bound.tensors.items()
+                         for axis, stride in enumerate(t.stride()) if stride == 1)
+        int64 = any(_max_offset(t) >= _INT32_LIMIT for t in bound.tensors.values())
+        return self.specialize(bound.dims, bound.dtypes, target=bound.target, schedule=schedule,
+                               unit_strides=unit, int64=int64)
+
+
+def launch(compiled: Compiled, bound: argbind.Bound) -> None:
+    abi = compiled.generated.abi
+    grid = 1
+    for dim, block in abi.grid_tiles:
+        grid *= -(-bound.dims[dim] // block)
+    if grid == 0 or any(t.numel() == 0 for t in bound.tensors.values()):
+        return  # an empty problem: nothing to compute
+    positional: list[Any] = []
+    constexprs: dict[str, int] = {}
+    for arg in abi.args:
+        if arg.kind == "tensor":
+            positional.append(bound.tensors[arg.source])
+        elif arg.kind == "scalar":
+            positional.append(bound.scalars[arg.source])
+        elif arg.kind == "dim":
+            positional.append(bound.dims[arg.source])
+        elif arg.kind == "stride":
+            positional.append(bound.tensors[arg.source].stride(arg.axis))
+        else:
+            constexprs[arg.name] = arg.value
+    fn = compiled.fn()
+    if compiled.target == "cpu":
+        from tilec.runtime.interpreter import interpreted_language
+
+        with interpreted_language():
+            fn[(grid,)](*positional, **constexprs)
+    else:
+        fn[(grid,)](*positional, **constexprs, num_warps=compiled.schedule.num_warps,
+                    num_stages=compiled.schedule.num_stages)
+
+
+def _max_offset(t: Any) -> int:
+    return sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()) if size > 0) + 1
+
+
+def _facts_key(kernel: ir.Kernel, schedule: Schedule, dims: Mapping[str, int] | None) -> tuple[object, ...]:
+    """What the masks pass will know: divisibility of each tiled dimension and each whole-axis size."""
+    if dims is None:
+        return ("generic",)
+    divisible = []
+    for name, tv in kernel.tile_vars().items():
+        size = int(tv.extent.subs({s: dims[s.name] for s in tv.extent.free_symbols}))
+        divisible.append((name, size % schedule.blocks.get(name, 1) == 0))
+    from tilec.passes.pipeline import full_blocks_for
+
+    full = full_blocks_for(kernel, dims)
+    exact = tuple((d, b, (int(d) if d.isdigit() else dims[d]) == b) for d, b in sorted(full.items()))
+    return (tuple(divisible), exact)
+

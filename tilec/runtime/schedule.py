@@ -1,0 +1,92 @@
+"""The default schedule: a simple rule from the kernel's structure and the problem size.
+
+Autotuning is its own issue; until then this rule picks blocks that are valid
+(matrix products get at least 16 in every dimension) and reasonable: 64-wide
+output tiles for products, and for elementwise/row kernels enough rows to give
+each program a few thousand elements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tilec.ir import nodes as ir
+from tilec.ir.schedule import Schedule
+from tilec.passes.pipeline import full_blocks_for
+
+
+def _pow2_at_most(n: int, cap: int) -> int:
+    block = 1
+    while block * 2 <= min(max(n, 1), cap):
+        block *= 2
+    return block
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def dot_tiles(kernel: ir.Kernel) -> set[str]:
+    """Tile variables that index an operand of a matrix product."""
+    names: set[str] = set()
+    for stmt in ir.walk_stmts(kernel.body.body):
+        if isinstance(stmt, (ir.Assign, ir.Store)):
+            for e in ir.walk_exprs(stmt.value):
+                if isinstance(e, ir.Dot):
+                    names |= {a.name for a in e.a.type.axes + e.b.type.axes if a.kind == "tile"}
+    return names
+
+
+def default_schedule(kernel: ir.Kernel, dim_values: Mapping[str, int], target: str) -> Schedule:
+    in_dot = dot_tiles(kernel)
+    tiles = kernel.tile_vars()
+    full = full_blocks_for(kernel, dim_values)
+    row_elems = 1
+    for block in full.values():
+        row_elems = max(row_elems, block)
+    blocks: dict[str, int] = {}
+    for name, tv in tiles.items():
+        size = int(tv.extent.subs({s: dim_values.get(s.name, 1) for s in tv.extent.free_symbols}))
+        if name in in_dot:
+            blocks[name] = max(16, min(64, _pow2_at_least(size)))
+        else:
+            budget = max(1, 4096 // row_elems)
+            blocks[name] = _pow2_at_most(size, budget if row_elems > 1 else 1024)
+    elements = 1
+    for name in kernel.body.tiles:
+        elements *= blocks[name.name]
+    warps = 8 if elements * row_elems >= 128 * 128 else 4
+    return Schedule(blocks=blocks, num_warps=warps, num_stages=3 if in_dot else 2, group_m=8)
+
+
+Overrides = dict[str, object]
+_LAUNCH_OPTIONS = ("num_warps", "num_stages", "group_m")
+
+
+def overrides(pinned: Schedule | Mapping[str, object] | None) -> Overrides:
+    """What a user pinned: a full Schedule, or a mapping such as {"m": 64, "n": 64, "num_warps": 8}."""
+    if pinned is None:
+        return {}
+    if isinstance(pinned, Schedule):
+        return {"blocks": dict(pinned.blocks), "num_warps": pinned.num_warps,
+                "num_stages": pinned.num_stages, "group_m": pinned.group_m}
+    out: Overrides = {}
+    blocks: dict[str, int] = {}
+    for key, value in pinned.items():
+        if key in _LAUNCH_OPTIONS:
+            out[key] = int(value)  # type: ignore[call-overload]
+        elif key == "blocks":
+            blocks.update({str(k): int(v) for k, v in dict(value).items()})  # type: ignore[call-overload]
+        else:
+            blocks[str(key)] = int(value)  # type: ignore[call-overload]
+    if blocks:
+        out["blocks"] = blocks
+    return out
+
+
+def merge(default: Schedule, pinned: Overrides) -> Schedule:
+    """Pinned values override the default; tiles not pinned keep the default's blocks."""
+    blocks = dict(default.blocks)
+    blocks.update(pinned.get("blocks", {}))  # type: ignore[call-overload]
+    options = {k: pinned[k] for k in _LAUNCH_OPTIONS if k in pinned}
+    return default.replace(blocks=blocks, **options)
