@@ -25,8 +25,8 @@ def test_generated_code_is_valid_python_with_spec_comments() -> None:
     code = _gemm().triton_code(M=37, N=65, K=70, T="f16")
     pyast.parse(code)
     assert "@triton.jit" in code
-    assert "# gemm_epilogue.tile:10  acc += a[m, k] @ b[k, n]" in code
-    assert "# gemm_epilogue.tile:12  out[m, n] = y.to(T)" in code
+    assert "# gemm_epilogue.tile:11  acc += a[m, k] @ b[k, n]" in code
+    assert "# gemm_epilogue.tile:13  out[m, n] = y.to(T)" in code
 
 
 def test_accumulating_product_is_one_dot_without_guards() -> None:
@@ -68,7 +68,7 @@ def test_rmsnorm_sum_of_zero_padding_needs_no_guard() -> None:
     k = tilec.compile(EXAMPLES / "rmsnorm.tile").rmsnorm
     code = k.triton_code(M=37, N=65, T="bf16")
     assert "tl.sum(xf * xf, axis=1)" in code or "tl.sum((xf * xf), axis=1)" in code
-    assert "eps = eps.to(tl.float32)" in code
+    assert "eps = tl.cast(eps, tl.float32)" in code  # torch.compile may pass fp64
 
 
 def test_half_math_is_computed_in_f32() -> None:

@@ -83,17 +83,18 @@ def test_fuse_dot_acc_folds_the_addition_into_the_product() -> None:
     assert isinstance(assign.value.acc, ir.Var) and assign.value.acc.name == "acc"
 
 
-def test_fuse_dot_acc_leaves_other_additions_alone() -> None:
+def test_fuse_dot_acc_takes_any_addend_of_the_accumulator_type() -> None:
     k = tilec.compile("def k(a: Tensor[M, K, f16], b: Tensor[K, N, f16], o: Tensor[M, N, f32]):\n"
                       "    for m, n in tiles(M, N):\n"
                       "        acc = zeros([m, n], f32)\n"
                       "        for k in tiles(K):\n"
                       "            acc = acc * 2.0 + a[m, k] @ b[k, n]\n"
+                      "            acc2 = a[m, k] @ b[k, n] - acc\n"
                       "        o[m, n] = acc\n").k.ir()
-    after = fuse_dot_acc(k)
-    (assign,) = main_loop(after).body
-    assert isinstance(assign, ir.Assign)
-    assert isinstance(assign.value, ir.Binary)  # (acc * 2) + dot: the left side is not the variable itself
+    fused, unfused = main_loop(fuse_dot_acc(k)).body
+    assert isinstance(fused, ir.Assign) and isinstance(fused.value, ir.Dot)
+    assert isinstance(fused.value.acc, ir.Binary) and fused.value.acc.op == "*"
+    assert isinstance(unfused, ir.Assign) and isinstance(unfused.value, ir.Binary)  # a subtraction stays
 
 
 # -------------------------------------------------- interpreter workarounds

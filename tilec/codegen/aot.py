@@ -103,13 +103,15 @@ def _contiguous_strides(kernel: ir.Kernel, dims: Mapping[str, int]) -> dict[tupl
 
 
 def ptxas_path(target: str = "sm_90") -> str:
-    import triton.backends.nvidia as nvidia
+    """The ptxas Triton itself uses for ``target`` (3.9 ships two: an older one for sm_8x)."""
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
 
-    name = "ptxas-blackwell" if target == "sm_100" else "ptxas"
-    path = os.path.join(os.path.dirname(nvidia.__file__), "bin", name)
-    if not os.path.exists(path):
-        path = os.path.join(os.path.dirname(nvidia.__file__), "bin", "ptxas")
-    return path
+        return str(get_ptxas(TARGETS[target]).path)
+    except (ImportError, AttributeError):  # older Triton: one bundled ptxas
+        import triton.backends.nvidia as nvidia
+
+        return os.path.join(os.path.dirname(nvidia.__file__), "bin", "ptxas")
 
 
 def ptxas_report(ptx: str, target: str) -> PtxasReport:

@@ -217,6 +217,9 @@ class ExprTyper:
         if fn in MATH_BINARY:
             self._arity(node, 2, 2, ())
             return self.math(fn, (self.expr(args[0]), self.expr(args[1])), node.span)
+        if fn in ("max", "min") and len(args) == 2 and not isinstance(args[1], (ast.Int, ast.UnaryOp)):
+            raise TileSyntaxError(f"{fn}(a, b) reduces one tile", node.span,
+                                  hint=f"for the elementwise {fn}imum of two tiles use {fn}imum(a, b)")
         if fn in REDUCTIONS:
             return self._reduction(fn, node)
         if fn == "where":
@@ -234,9 +237,6 @@ class ExprTyper:
         if fn == "tiles":
             raise TileSyntaxError("tiles() belongs in a for loop header", node.span,
                                   hint="for m in tiles(M):")
-        if fn in ("max", "min") and len(args) == 2 and not kwargs:
-            raise TileSyntaxError(f"{fn}(a, b) reduces one tile", node.span,
-                                  hint=f"for the elementwise {fn}imum of two tiles use {fn}imum(a, b)")
         raise TileSyntaxError(f"unknown function '{fn}'", _span(func),
                               hint="builtins: " + ", ".join(sorted(MATH_UNARY | MATH_BINARY | REDUCTIONS))
                               + ", where, zeros, full, index, cast")

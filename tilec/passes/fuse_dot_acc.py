@@ -2,7 +2,10 @@
 
 IR in, IR out.  Before: ``Assign(acc, Binary('+', Var(acc), Dot(a, b)))``;
 after: ``Assign(acc, Dot(a, b, acc=Var(acc)))``, which Triton lowers to a
-single mma/wgmma chain instead of a product followed by an addition.
+single mma/wgmma chain instead of a product followed by an addition.  Any
+addend of the accumulator's type folds in the same way (``acc * 2 + a @ b``
+becomes ``dot(a, b, acc * 2)``): the products are then summed onto it, a
+reassociation of the same kind as FMA contraction.
 """
 
 from __future__ import annotations

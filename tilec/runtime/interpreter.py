@@ -4,18 +4,49 @@ Triton decides at decoration time whether ``@triton.jit`` functions are
 interpreted (the TRITON_INTERPRET variable).  tilec wants both in one process
 (CPU tensors interpreted, CUDA tensors compiled), so for the duration of a
 CPU launch it swaps the ``@jit`` helpers of ``triton.language`` (``tl.sum``,
-``tl.cdiv``, ``tl.sigmoid``, ...) for interpreted ones and restores them after.
-A lock keeps two launches from patching at once.
+``tl.cdiv``, ``tl.sigmoid``, ...) for interpreted ones.
+
+The interpreter patches ``triton.language`` (module functions, ``tl.tensor``'s
+operators, dtype methods) while it runs, and for nested device-function calls
+it never undoes those patches: after one interpreted launch, compiling for a
+GPU in the same process failed inside ``tl.cdiv``.  So the context manager
+snapshots every module and class of ``triton.language`` first and restores
+them exactly afterwards.  A lock keeps two launches from patching at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 _LOCK = threading.RLock()
+
+
+def _patchable() -> list[Any]:
+    import triton.language as tl
+
+    modules = [tl, tl.core, tl.math, tl.standard, tl.semantic]
+    classes = {cls for module in modules for cls in vars(module).values()
+               if inspect.isclass(cls) and cls.__module__.startswith("triton.language")}
+    return modules + sorted(classes, key=lambda c: c.__qualname__)
+
+
+def _snapshot(objects: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+    return [(obj, dict(vars(obj))) for obj in objects]
+
+
+def _restore(snapshots: list[tuple[Any, dict[str, Any]]]) -> None:
+    for obj, saved in snapshots:
+        current = dict(vars(obj))
+        if inspect.isclass(obj):  # names the interpreter's function rewriter adds to modules stay: it caches them
+            for name in current.keys() - saved.keys():
+                delattr(obj, name)
+        for name, value in saved.items():
+            if current.get(name) is not value:
+                setattr(obj, name, value)
 
 
 @contextlib.contextmanager
@@ -26,20 +57,18 @@ def interpreted_language() -> Iterator[None]:
     from triton.runtime.jit import JITFunction
 
     with _LOCK:
-        saved: list[tuple[Any, str, Any]] = []
+        snapshots = _snapshot(_patchable())
         previous = knobs.runtime.interpret
         knobs.runtime.interpret = True
         try:
             for module in (tl, tl.standard, tl.math, tl.core):
                 for name, value in list(vars(module).items()):
                     if isinstance(value, JITFunction):
-                        saved.append((module, name, value))
                         setattr(module, name, InterpretedFunction(value.fn))
             yield
         finally:
-            for module, name, value in saved:
-                setattr(module, name, value)
             knobs.runtime.interpret = previous
+            _restore(snapshots)
 
 
 def interpreted(jit_fn: Any) -> Any:

@@ -1,0 +1,102 @@
+"""Bad launch arguments are rejected before anything runs (the poisoned output stays untouched)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import tilec
+from tilec.errors import ArgumentError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def rmsnorm() -> tilec.Kernel:
+    return tilec.compile(EXAMPLES / "rmsnorm.tile").rmsnorm
+
+
+def _args(m: int = 5, n: int = 24, dtype: torch.dtype = torch.float16) -> dict[str, object]:
+    return {"x": torch.randn(m, n, dtype=dtype), "w": torch.randn(n, dtype=dtype),
+            "y": torch.full((m, n), float("nan"), dtype=dtype), "eps": 1e-6}
+
+
+BAD = [
+    ("wrong-rank", {"x": torch.randn(5, 24, 1, dtype=torch.float16)}, "'x' must have 2 dimensions"),
+    ("dtype-var-mismatch", {"w": torch.randn(24, dtype=torch.bfloat16)}, "'w' must be float16"),
+    ("dim-mismatch", {"w": torch.randn(25, dtype=torch.float16)}, "dimension N is 24 from x.shape[1] but 25"),
+    ("unsupported-dtype", {"x": torch.randn(5, 24, dtype=torch.complex64)}, "which the tile language does not"),
+    ("scalar-as-tensor", {"eps": torch.tensor(1e-6)}, "'eps' is a scalar parameter"),
+    ("tensor-as-scalar", {"w": 3.0}, "'w' must be a torch.Tensor"),
+    ("aliasing-output", {"y": torch.full((1, 24), float("nan"), dtype=torch.float16).expand(5, 24)},
+     "output 'y' has stride 0"),
+    ("mixed-devices", {"x": torch.randn(5, 24, dtype=torch.float16, device="meta")},
+     "'w' is on cpu but earlier tensors are on meta"),
+    ("unsupported-device", {name: torch.empty(shape, dtype=torch.float16, device="meta")
+                            for name, shape in (("x", (5, 24)), ("w", (24,)), ("y", (5, 24)))},
+     "tensors on meta are not supported"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_arguments_rejected_before_launch(rmsnorm: tilec.Kernel, case: tuple[str, dict, str]) -> None:
+    _, changes, fragment = case
+    args = _args()
+    args.update(changes)
+    with pytest.raises(ArgumentError) as info:
+        rmsnorm(**args)
+    assert fragment in str(info.value)
+    y = args["y"]
+    assert isinstance(y, torch.Tensor)
+    if y.device.type == "cpu":
+        assert torch.isnan(y).all()  # nothing was launched
+
+
+def test_argument_errors_point_at_the_declaration(rmsnorm: tilec.Kernel) -> None:
+    args = _args()
+    args["x"] = torch.randn(5, dtype=torch.float16)
+    with pytest.raises(ArgumentError) as info:
+        rmsnorm(**args)
+    assert str(info.value).startswith(f"{EXAMPLES / 'rmsnorm.tile'}:2:13: ArgumentError")
+
+
+def test_missing_extra_and_duplicate_arguments(rmsnorm: tilec.Kernel) -> None:
+    args = _args()
+    with pytest.raises(ArgumentError, match="missing 'eps'"):
+        rmsnorm(args["x"], args["w"], args["y"])
+    with pytest.raises(ArgumentError, match="no parameter 'bias'"):
+        rmsnorm(**args, bias=1)
+    with pytest.raises(ArgumentError, match="two values for 'x'"):
+        rmsnorm(args["x"], **args)
+    with pytest.raises(ArgumentError, match="takes 4 arguments"):
+        rmsnorm(1, 2, 3, 4, 5)
+
+
+def test_strided_views_and_empty_problems(rmsnorm: tilec.Kernel) -> None:
+    base = torch.randn(24, 10, dtype=torch.float16)
+    x = base.t()  # 10 x 24, non-unit last stride
+    w = torch.randn(24, dtype=torch.float16)
+    y = torch.full((10, 24), float("nan"), dtype=torch.float16)
+    rmsnorm(x, w, y, 1e-6)
+    xf = x.double()
+    ref = xf * torch.rsqrt((xf * xf).mean(dim=1, keepdim=True) + 1e-6) * w.double()
+    assert (y.double() - ref).abs().max() / ref.abs().max() < 2 * 2.0**-10
+    empty = torch.empty(0, 24, dtype=torch.float16)
+    rmsnorm(empty, w, empty.clone(), 1e-6)  # nothing to do, and no error
+
+
+def test_schedule_pinned_per_call_and_per_kernel(rmsnorm: tilec.Kernel) -> None:
+    args = _args(m=9)
+    rmsnorm(**args, schedule={"m": 2})
+    assert not torch.isnan(args["y"]).any()  # type: ignore[arg-type]
+    code = rmsnorm.triton_code(M=9, N=24, T="f16", schedule={"m": 2, "num_warps": 2})
+    assert "BLOCK_M=2" in code and "num_warps=2" in code
+    rmsnorm.pin({"m": 8})
+    try:
+        assert "BLOCK_M=8" in rmsnorm.triton_code(M=9, N=24, T="f16")
+    finally:
+        rmsnorm.pin(None)
+    with pytest.raises(tilec.ScheduleError, match="not a power of two"):
+        rmsnorm(**_args(), schedule={"m": 3})

@@ -1,0 +1,65 @@
+"""The command line: compile, run, errors as located messages (never tracebacks)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tilec.cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_compile_emits_triton(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compile", str(EXAMPLES / "gemm_epilogue.tile")]) == 0
+    out = capsys.readouterr().out
+    assert "@triton.jit" in out and "tl.dot(a_mk, b_kn, acc)" in out
+
+
+def test_compile_with_shapes_dtypes_schedule_and_output(tmp_path: Path) -> None:
+    target = tmp_path / "k.py"
+    args = ["compile", str(EXAMPLES / "softmax.tile"), "--shape", "M=8,N=64", "--dtype", "T=bf16",
+            "--schedule", "m=2", "-o", str(target)]
+    assert main(args) == 0
+    code = target.read_text()
+    assert "T=bf16" in code and "BLOCK_M=2" in code and "mask_full_N" not in code
+
+
+@pytest.mark.aot
+def test_compile_emits_ttgir_for_sm90(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compile", str(EXAMPLES / "gemm_epilogue.tile"), "--emit", "ttgir", "--target", "sm_90"]) == 0
+    assert "ttng.warp_group_dot" in capsys.readouterr().out
+
+
+def test_malformed_spec_reports_location_without_traceback(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.tile"
+    spec.write_text("def k(x: Tensor[M, f16], y: Tensor[M, f16]):\n    for m in tiles(M):\n        y[m] = x[m] +* 2\n")
+    proc = subprocess.run([sys.executable, "-m", "tilec.cli", "compile", str(spec)], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 2
+    assert f"{spec}:3:22: TileSyntaxError" in proc.stderr
+    assert "Traceback" not in proc.stderr and "lark" not in proc.stderr.lower()
+
+
+def test_type_error_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "bad.tile"
+    spec.write_text("def k(x: Tensor[M, f16], y: Tensor[M, f16]):\n    for m in tiles(M):\n        y[m] = x[m] @ x[m]\n")
+    assert main(["compile", str(spec)]) == 2
+    assert "bad.tile:3:16: TileShapeError: '@' multiplies 2-D tiles" in capsys.readouterr().err
+
+
+def test_missing_file_and_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compile", "/nonexistent/spec.tile"]) == 2
+    assert main(["compile", str(EXAMPLES / "softmax.tile"), "--shape", "M"]) == 2
+    assert main(["compile", str(EXAMPLES / "softmax.tile"), "--kernel", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "NAME=VALUE" in err and "no kernel 'nope'" in err
+
+
+def test_run_checks_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(EXAMPLES / "softmax.tile"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "softmax" in out and " ok" in out and "FAIL" not in out
