@@ -46,7 +46,8 @@ def test_malformed_spec_reports_location_without_traceback(tmp_path: Path) -> No
 
 def test_type_error_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "bad.tile"
-    spec.write_text("def k(x: Tensor[M, f16], y: Tensor[M, f16]):\n    for m in tiles(M):\n        y[m] = x[m] @ x[m]\n")
+    spec.write_text("def k(x: Tensor[M, f16], y: Tensor[M, f16]):\n"
+                    "    for m in tiles(M):\n        y[m] = x[m] @ x[m]\n")
     assert main(["compile", str(spec)]) == 2
     assert "bad.tile:3:16: TileShapeError: '@' multiplies 2-D tiles" in capsys.readouterr().err
 

@@ -96,10 +96,10 @@ class Emitter:
         k = self.kernel
         fn_name = self.namer.fresh(safe_identifier(k.name))
         args: list[Arg] = []
-        for p in k.tensors:
-            args.append(Arg(self.namer.fresh(f"{p.name}_ptr"), "tensor", p.name))
-        for p in k.scalars:
-            args.append(Arg(self.names[p.name], "scalar", p.name))
+        for tensor in k.tensors:
+            args.append(Arg(self.namer.fresh(f"{tensor.name}_ptr"), "tensor", tensor.name))
+        for scalar in k.scalars:
+            args.append(Arg(self.names[scalar.name], "scalar", scalar.name))
         for d in k.dims:
             args.append(Arg(self.names[d], "dim", d))
         for p in k.tensors:

@@ -89,9 +89,9 @@ def analyze_signature(kdef: ast.KernelDef) -> Signature:
     for name in clash:
         raise TileNameError(f"'{name}' is both a parameter and a dimension or dtype variable",
                             seen[name], hint="rename one of them")
-    for p in params:
-        if p.kind == "scalar" and p.dtype not in DTYPES and p.dtype not in dtype_vars:
-            raise TileTypeError(f"unknown scalar type '{p.dtype}' for parameter '{p.name}'", p.span,
+    for spec in params:
+        if spec.kind == "scalar" and spec.dtype not in DTYPES and spec.dtype not in dtype_vars:
+            raise TileTypeError(f"unknown scalar type '{spec.dtype}' for parameter '{spec.name}'", spec.span,
                                 hint="scalar types: " + ", ".join(DTYPES) + ", or a tensor's dtype variable")
     return Signature(kdef.name, tuple(params), tuple(dims), tuple(dtype_vars))
 

@@ -207,7 +207,7 @@ class ExprTyper:
             raise TileSyntaxError("only builtins of the tile language can be called", _span(func),
                                   hint="tiles have .to(dtype); see docs/language.md for the functions")
         fn = func.id
-        args, kwargs = node.args, {k.name: k for k in node.keywords}
+        args = node.args
         if fn == "cast":
             self._arity(node, 2, 2, ())
             return self.cast(self.expr(args[0]), self.dtype(args[1]), node.span)
@@ -224,7 +224,7 @@ class ExprTyper:
             return self._reduction(fn, node)
         if fn == "where":
             self._arity(node, 3, 3, ())
-            return self.where(*(self.expr(a) for a in args), span=node.span)
+            return self.where(self.expr(args[0]), self.expr(args[1]), self.expr(args[2]), node.span)
         if fn in ("zeros", "full"):
             return self._constructor(fn, node)
         if fn == "index":

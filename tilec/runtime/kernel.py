@@ -69,7 +69,7 @@ class Kernel:
         self.inputs = frozenset(p.name for p in self.signature.params if p.kind == "tensor") - (stored - loaded)
         self._pinned: Overrides = overrides(schedule)
         self._compiled: dict[tuple[object, ...], Compiled] = {}
-        self._keys: dict[tuple[object, ...], tuple[object, ...]] = {}
+        self._launch_cache: dict[tuple[object, ...], Compiled] = {}  # cheap per-call key -> Compiled
 
     def __repr__(self) -> str:
         params = ", ".join(p.name for p in self.signature.params)
@@ -92,6 +92,7 @@ class Kernel:
     def pin(self, schedule: Schedule | Mapping[str, object] | None) -> None:
         """Pin a schedule (or part of one) for every later launch; None unpins."""
         self._pinned = overrides(schedule)
+        self._launch_cache.clear()
 
     # ------------------------------------------------------- specialisation
     def specialize(self, dims: Mapping[str, int] | None, dtypes: Mapping[str, dt.DType] | None = None, *,
@@ -145,8 +146,15 @@ class Kernel:
         unit = frozenset((name, axis) for name, t in bound.tensors.items()
                          for axis, stride in enumerate(t.stride()) if stride == 1)
         int64 = any(_max_offset(t) >= _INT32_LIMIT for t in bound.tensors.values())
-        return self.specialize(bound.dims, bound.dtypes, target=bound.target, schedule=schedule,
-                               unit_strides=unit, int64=int64)
+        # Everything the schedule rule and the facts depend on; repeated shapes skip sympy entirely.
+        fast_key = (bound.target, tuple(bound.dims.items()), tuple(bound.dtypes.items()), unit, int64,
+                    repr(sorted(overrides(schedule).items())), repr(sorted(self._pinned.items())))
+        compiled = self._launch_cache.get(fast_key)
+        if compiled is None:
+            compiled = self.specialize(bound.dims, bound.dtypes, target=bound.target, schedule=schedule,
+                                       unit_strides=unit, int64=int64)
+            self._launch_cache[fast_key] = compiled
+        return compiled
 
 
 def launch(compiled: Compiled, bound: argbind.Bound) -> None:

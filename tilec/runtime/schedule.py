@@ -53,8 +53,8 @@ def default_schedule(kernel: ir.Kernel, dim_values: Mapping[str, int], target: s
             budget = max(1, 4096 // row_elems)
             blocks[name] = _pow2_at_most(size, budget if row_elems > 1 else 1024)
     elements = 1
-    for name in kernel.body.tiles:
-        elements *= blocks[name.name]
+    for tv in kernel.body.tiles:
+        elements *= blocks[tv.name]
     warps = 8 if elements * row_elems >= 128 * 128 else 4
     return Schedule(blocks=blocks, num_warps=warps, num_stages=3 if in_dot else 2, group_m=8)
 
