@@ -42,6 +42,11 @@ def literal(value: int | float | bool) -> str:
     return repr(value)
 
 
+def arg(em: Emitter, e: ir.Expr) -> str:
+    """An expression in argument position: no outer parentheses needed."""
+    return strip_parens(em.expr(e))
+
+
 def identity(op: str, dtype: dt.DType) -> str:
     """The neutral element of a reduction, written for ``dtype``."""
     if op == "sum":
@@ -98,18 +103,19 @@ def _binary(em: Emitter, e: ir.Expr) -> str:
 @lowers(ir.Where)
 def _where(em: Emitter, e: ir.Expr) -> str:
     assert isinstance(e, ir.Where)
-    return f"tl.where({em.expr(e.cond)}, {em.expr(e.then)}, {em.expr(e.otherwise)})"
+    return f"tl.where({arg(em, e.cond)}, {arg(em, e.then)}, {arg(em, e.otherwise)})"
 
 
 @lowers(ir.Cast)
 def _cast(em: Emitter, e: ir.Expr) -> str:
     assert isinstance(e, ir.Cast)
     x = em.expr(e.operand)
-    if e.rounding == "rne_bits":  # f32 -> bf16, rounding to nearest even on the bits (NaN stays NaN)
+    if e.rounding == "rne_bits":
+        em.line("# f32 -> bf16 rounding to nearest even on the bits (the interpreter's own cast truncates)")
         x = em.bind(x, "wide")
         bits = em.bind(f"{x}.to(tl.uint32, bitcast=True)", "bits")
-        rounded = f"tl.where({x} != {x}, 0x7FC00000, {bits} + (0x7FFF + (({bits} >> 16) & 1)))"
-        return f"({rounded} >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)"
+        rounded = em.bind(f"tl.where({x} != {x}, 0x7FC00000, {bits} + (0x7FFF + (({bits} >> 16) & 1)))", "rounded")
+        return em.bind(f"({rounded} >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)", "as_bf16")
     if isinstance(e.operand, (ir.Const, ir.ScalarArg, ir.DimValue)):
         return f"tl.cast({x}, {e.type.dtype.triton})"  # scalars may be plain Python numbers
     return f"{x}.to({e.type.dtype.triton})"
@@ -140,7 +146,7 @@ def _full(em: Emitter, e: ir.Expr) -> str:
 @lowers(ir.Reduce)
 def _reduce(em: Emitter, e: ir.Expr) -> str:
     assert isinstance(e, ir.Reduce)
-    x = em.expr(e.operand)
+    x = arg(em, e.operand)
     if e.guard:
         mask = em.axis_mask(e.operand.type, e.axis)
         x = f"tl.where({mask}, {x}, {identity(e.op, e.operand.type.dtype)})"
@@ -150,7 +156,7 @@ def _reduce(em: Emitter, e: ir.Expr) -> str:
 @lowers(ir.Dot)
 def _dot(em: Emitter, e: ir.Expr) -> str:
     assert isinstance(e, ir.Dot)
-    a, b = em.expr(e.a), em.expr(e.b)
+    a, b = arg(em, e.a), arg(em, e.b)
     zero = "0.0" if e.a.type.dtype.is_float else "0"
     if e.guard_a:  # zero the padding of the contracted axis (see passes/masks.py)
         a = f"tl.where({em.axis_mask(e.a.type, 1)}, {a}, {zero})"
@@ -158,7 +164,7 @@ def _dot(em: Emitter, e: ir.Expr) -> str:
         b = f"tl.where({em.axis_mask(e.b.type, 0)}, {b}, {zero})"
     args = [a, b]
     if e.acc is not None:
-        args.append(em.expr(e.acc))
+        args.append(arg(em, e.acc))
     if e.a.type.dtype == dt.f32:
         args.append('input_precision="ieee"')  # f32 means f32: no silent tf32
     if e.type.dtype == dt.i32 and e.acc is None:
@@ -174,10 +180,11 @@ _UNARY_MATH = {"exp": "tl.exp", "exp2": "tl.exp2", "log": "tl.log", "log2": "tl.
 @lowers(ir.Math)
 def _math(em: Emitter, e: ir.Expr) -> str:
     assert isinstance(e, ir.Math)
-    args = [em.expr(a) for a in e.args]
+    args = [arg(em, a) for a in e.args]
     half = e.type.dtype.is_half
     if half:
-        args = [f"{a}.to(tl.float32)" for a in args]
+        args = [f"{a}.to(tl.float32)" if a.isidentifier() or a.endswith(")") else f"({a}).to(tl.float32)"
+                for a in args]
     if e.fn in ("maximum", "minimum"):
         code = f"tl.{e.fn}({args[0]}, {args[1]}, propagate_nan=tl.PropagateNan.ALL)"
     elif e.fn in _UNARY_MATH:
@@ -193,3 +200,16 @@ def _math(em: Emitter, e: ir.Expr) -> str:
                     f" * {x} * {x})), tl.where({x} < 0, -1.0, 1.0) * (1.0 - tl.exp(-2.0 * tl.abs({x})))"
                     f" / (1.0 + tl.exp(-2.0 * tl.abs({x}))))")
     return f"{code}.to({e.type.dtype.triton})" if half else code
+
+
+def strip_parens(code: str) -> str:
+    """Drop one pair of redundant outer parentheses."""
+    if code.startswith("(") and code.endswith(")"):
+        depth = 0
+        for i, c in enumerate(code):
+            depth += c == "("
+            depth -= c == ")"
+            if depth == 0 and i < len(code) - 1:
+                return code
+        return code[1:-1]
+    return code

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from tilec.codegen.lowering import LOWERINGS
+from tilec.codegen.lowering import LOWERINGS, strip_parens
 from tilec.codegen.names import Namer, safe_identifier
 from tilec.errors import Span
 from tilec.ir import nodes as ir
@@ -88,7 +88,7 @@ class Emitter:
         if code.isidentifier():
             return code
         name = self.namer.fresh(hint)
-        self.line(f"{name} = {_strip(code)}")
+        self.line(f"{name} = {strip_parens(code)}")
         return name
 
     # ------------------------------------------------------------------ run
@@ -229,11 +229,11 @@ class Emitter:
                 self.seq_loop(s)
             elif isinstance(s, ir.Assign):
                 self.comment(s.span)
-                value = _strip(self.expr(s.value))
+                value = strip_parens(self.expr(s.value))
                 self.line(f"{self.names[s.name]} = {value}")
             elif isinstance(s, ir.Store):
                 self.comment(s.span)
-                value = _strip(self.expr(s.value))
+                value = strip_parens(self.expr(s.value))
                 addr, mask = self.address(s.tensor, s.index)
                 mask_arg = f", mask={mask}" if mask else ""
                 self.line(f"tl.store({addr}, {value}{mask_arg})")
@@ -280,7 +280,7 @@ class Emitter:
                 if isinstance(ix, ir.TileIndex):
                     offs = self.offsets[ix.tile]
                     if ix.offset is not None:
-                        offs = f"({offs} + {_strip(self.expr(ix.offset))})"
+                        offs = f"({offs} + {strip_parens(self.expr(ix.offset))})"
                         if ix.needs_mask:
                             masks.append(f"(({offs} >= 0) & ({offs} < {self.extent(extent)})){expand}")
                     elif ix.needs_mask:
@@ -308,16 +308,3 @@ def _expand(pos: int, rank: int) -> str:
     if rank <= 1:
         return ""
     return "[" + ", ".join(":" if i == pos else "None" for i in range(rank)) + "]"
-
-
-def _strip(code: str) -> str:
-    """Drop one pair of redundant outer parentheses."""
-    if code.startswith("(") and code.endswith(")"):
-        depth = 0
-        for i, c in enumerate(code):
-            depth += c == "("
-            depth -= c == ")"
-            if depth == 0 and i < len(code) - 1:
-                return code
-        return code[1:-1]
-    return code
