@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint compat
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,3 +27,16 @@ test: setup
 lint: setup
 	$(PY) -m ruff check tilec tests
 	$(PY) -m mypy
+
+# The GPU machines run torch 2.11, which pins Triton 3.6: prove the interpreter path and the
+# ahead-of-time compiles (sm_80/sm_90, tensor cores, no spills) under it too, without a GPU.
+VENV36 := .venv-triton36
+$(VENV36)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV36)
+	$(VENV36)/bin/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(VENV36)/bin/python -m pip install --quiet "triton==3.6.0" lark sympy numpy pytest pytest-xdist hypothesis ml_dtypes
+	touch $@
+
+compat: $(VENV36)/.installed
+	PYTHONPATH=$(CURDIR) $(VENV36)/bin/python -m pytest -q -n 2 -p no:cacheprovider \
+		tests/runtime/test_examples_interpreter.py tests/codegen/test_aot.py

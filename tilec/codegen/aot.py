@@ -73,7 +73,7 @@ def compile_for_gpu(compiled: Any, target: str, dims: Mapping[str, int] | None =
             attrs[(i,)] = [["tt.divisibility", 16]]
         elif arg.kind == "scalar":
             signature[arg.name] = kernel.param(arg.source).dtype.signature  # type: ignore[union-attr]
-        elif arg.kind in ("dim", "stride"):
+        elif arg.kind in ("dim", "stride", "trip_count"):
             signature[arg.name] = index_type
             value = dims.get(arg.source) if (dims and arg.kind == "dim") else strides.get((arg.source, arg.axis))
             if value is not None and value % 16 == 0:

@@ -25,10 +25,10 @@ from tilec.passes.masks import Facts
 @dataclass(frozen=True)
 class Arg:
     name: str  # the argument's name in generated code
-    kind: str  # "tensor" | "scalar" | "dim" | "stride" | "constexpr"
+    kind: str  # "tensor" | "scalar" | "dim" | "stride" | "trip_count" | "constexpr"
     source: str = ""  # parameter or dimension it comes from
     axis: int = 0  # for strides
-    value: int = 0  # for constexprs
+    value: int = 0  # for constexprs; the block size for trip counts (cdiv(dim, value))
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,15 @@ class Emitter:
             for axis in range(len(p.dims)):
                 if (p.name, axis) not in self.unit_strides:
                     args.append(Arg(self.namer.fresh(f"{p.name}_stride{axis}"), "stride", p.name, axis))
+        # A sequential loop's trip count cdiv(D, BLOCK) is computed by the launcher: an integer
+        # argument is a valid loop bound in every Triton version's interpreter (3.6's fails on
+        # tl.cdiv results under NumPy 2), and it costs the compiled kernel nothing.
+        self.trip_counts: dict[str, str] = {}
+        for loop in ir.walk_loops(k.body.body):
+            tv = loop.tile
+            name = self.namer.fresh(f"num_tiles_{tv.name}")
+            self.trip_counts[tv.name] = name
+            args.append(Arg(name, "trip_count", tv.dim, value=tv.block or 0))
         self.ptrs = {a.source: a.name for a in args if a.kind == "tensor"}
         self.strides = {(a.source, a.axis): a.name for a in args if a.kind == "stride"}
         tiles = k.tile_vars()
@@ -143,7 +152,7 @@ class Emitter:
             f"def {fn_name}(",
         ]
         groups = [("tensors", "tensor"), ("scalars", "scalar"), ("dimensions", "dim"),
-                  ("strides (unit strides are folded in)", "stride")]
+                  ("strides (unit strides are folded in)", "stride"), ("sequential loop trip counts", "trip_count")]
         for label, kind in groups:
             names = [a.name for a in args if a.kind == kind]
             if names:
@@ -217,7 +226,7 @@ class Emitter:
         self.comment(loop.span)
         tv = loop.tile
         index = self.namer.fresh(f"tile_{tv.name}")
-        self.line(f"for {index} in range(0, tl.cdiv({self.extent(tv.extent)}, {self.blocks[tv.name]})):")
+        self.line(f"for {index} in range(0, {self.trip_counts[tv.name]}):  # cdiv({tv.dim}, {self.blocks[tv.name]})")
         self.depth += 1
         self.tile_offsets(tv, index)
         self.stmts(loop.body)

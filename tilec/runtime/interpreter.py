@@ -76,3 +76,36 @@ def interpreted(jit_fn: Any) -> Any:
     from triton.runtime.interpreter import InterpretedFunction
 
     return InterpretedFunction(jit_fn.fn)
+
+
+def scalar_arguments(values: list[Any]) -> list[Any]:
+    """Integer arguments in a form this Triton's interpreter can use as loop bounds.
+
+    Triton 3.6's interpreter wraps an integer argument as a 1-element array, and
+    NumPy 2 refuses to turn that into a loop bound (``range(0, tl.cdiv(K, BK))``
+    fails).  Where that is the case (detected, not assumed by version), integers
+    are passed as 0-d interpreter tensors instead; Triton 3.9 needs nothing.
+    """
+    if not _ints_are_one_element_arrays():
+        return values
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime.interpreter import TensorHandle
+
+    out: list[Any] = []
+    for v in values:
+        if isinstance(v, int) and not isinstance(v, bool) and -(2**31) <= v < 2**31:
+            v = tl.tensor(TensorHandle(np.array(v, dtype=np.int32), tl.int32), tl.int32)
+        out.append(v)
+    return out
+
+
+_ONE_ELEMENT: list[bool] = []
+
+
+def _ints_are_one_element_arrays() -> bool:
+    if not _ONE_ELEMENT:
+        from triton.runtime.interpreter import _implicit_cvt
+
+        _ONE_ELEMENT.append(getattr(_implicit_cvt(3).handle.data, "ndim", 0) == 1)
+    return _ONE_ELEMENT[0]

@@ -175,14 +175,16 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
             positional.append(bound.dims[arg.source])
         elif arg.kind == "stride":
             positional.append(bound.tensors[arg.source].stride(arg.axis))
+        elif arg.kind == "trip_count":
+            positional.append(-(-bound.dims[arg.source] // arg.value))
         else:
             constexprs[arg.name] = arg.value
     fn = compiled.fn()
     if compiled.target == "cpu":
-        from tilec.runtime.interpreter import interpreted_language
+        from tilec.runtime.interpreter import interpreted_language, scalar_arguments
 
         with interpreted_language():
-            fn[(grid,)](*positional, **constexprs)
+            fn[(grid,)](*scalar_arguments(positional), **constexprs)
     else:
         fn[(grid,)](*positional, **constexprs, num_warps=compiled.schedule.num_warps,
                     num_stages=compiled.schedule.num_stages)
