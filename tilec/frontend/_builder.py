@@ -34,8 +34,9 @@ _UNSUPPORTED_STMTS = {"return_stmt": "return", "break_stmt": "break", "continue_
                       "with_stmt": "with", "try_stmt": "try", "class_stmt": "class"}
 _UNSUPPORTED_EXPRS = {"string": "string literal", "imag": "complex literal", "ellipsis": "'...'",
                       "ternary": "conditional expression 'a if c else b'", "lambdef": "lambda",
-                      "genexp": "generator expression", "listcomp": "list comprehension",
-                      "braces": "dict or set literal", "bracecomp": "dict or set comprehension"}
+                      "genexp": "generator expression", "genexp_arg": "generator expression",
+                      "listcomp": "list comprehension", "braces": "dict or set literal",
+                      "bracecomp": "dict or set comprehension"}
 _PARAMS_HINT = "a kernel takes a fixed list of named parameters, e.g. def k(x: Tensor[M, N, T], eps: f32):"
 
 

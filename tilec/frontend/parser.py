@@ -191,7 +191,7 @@ def parse_function(fn: Callable[..., Any]) -> tuple[ast.Module, Source]:
     try:
         lines, first_line = inspect.getsourcelines(fn)
         filename = inspect.getsourcefile(fn) or inspect.getfile(fn)
-    except (OSError, TypeError):
+    except Exception:  # OSError (no source file), TypeError (a builtin), ...
         raise TileSyntaxError(f"cannot read the source code of {what}",
                               hint="define kernels in a .py file (not in an interactive session or exec()), "
                                    "or write the spec as a .tile file") from None
