@@ -157,12 +157,26 @@ class _TileIndenter(Indenter):
             yield self.after(self.DEDENT_type, anchor)
 
 
+def _grammar_cache(grammar: str) -> str | bool:
+    """Where Lark keeps its LALR tables between processes (building them costs ~0.3 s)."""
+    import hashlib
+
+    from tilec.runtime.loader import cache_dir
+
+    try:
+        digest = hashlib.sha256(grammar.encode()).hexdigest()[:16]
+        return str(cache_dir() / f"grammar-{digest}.lark-cache")
+    except OSError:
+        return False
+
+
 @cache
 def _parser() -> tuple[Lark, _TileIndenter, dict[str, str]]:
     """The Lark parser (built once), its indenter, and the text of each literal terminal."""
     indenter = _TileIndenter()
-    lark = Lark(_GRAMMAR.read_text(encoding="utf-8"), parser="lalr", lexer="basic", postlex=indenter,
-                propagate_positions=True, maybe_placeholders=True)
+    grammar = _GRAMMAR.read_text(encoding="utf-8")
+    lark = Lark(grammar, parser="lalr", lexer="basic", postlex=indenter, propagate_positions=True,
+                maybe_placeholders=True, cache=_grammar_cache(grammar))
     literals = {t.name: t.pattern.value for t in lark.terminals if isinstance(t.pattern, PatternStr)}
     return lark, indenter, literals
 
