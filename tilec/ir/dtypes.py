@@ -77,7 +77,13 @@ def promote(a: DType, b: DType) -> DType:
     return {8: i16, 16: i32, 32: i64}.get(unsigned.bits, i64)
 
 
+_FROM_TORCH: dict[object, DType | None] = {}
+
+
 def from_torch(dtype: object) -> DType | None:
-    """The tile dtype of a ``torch.dtype`` (None if the language has no such type)."""
-    name = str(dtype).removeprefix("torch.")
-    return BY_TORCH_NAME.get(name)
+    """The tile dtype of a ``torch.dtype`` (None if the language has no such type); memoised, it is on
+    every launch's path."""
+    found = _FROM_TORCH.get(dtype, False)
+    if found is False:
+        found = _FROM_TORCH[dtype] = BY_TORCH_NAME.get(str(dtype).removeprefix("torch."))
+    return found  # type: ignore[return-value]

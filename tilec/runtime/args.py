@@ -71,7 +71,7 @@ def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs
         want = dt.DTYPES.get(p.dtype) or dtypes.get(p.dtype)
         if want is None:
             dtypes[p.dtype] = got
-        elif got != want:
+        elif got is not want:  # dtypes are singletons
             origin = f" (bound to {want.name} by an earlier argument)" if p.dtype not in dt.DTYPES else ""
             raise ArgumentError(f"'{p.name}' must be {want.torch_name}{origin}, got {value.dtype}", p.span)
         if device is None:

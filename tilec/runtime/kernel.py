@@ -191,7 +191,12 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
 
 
 def _max_offset(t: Any) -> int:
-    return sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()) if size > 0) + 1
+    """An upper bound of the element offsets a kernel may form for ``t`` (cheap when the storage is small)."""
+    storage = t.untyped_storage().nbytes() // max(t.element_size(), 1)
+    if storage < _INT32_LIMIT:
+        return storage
+    span = sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()) if size > 0)
+    return t.storage_offset() + span + 1
 
 
 def _facts_key(kernel: ir.Kernel, schedule: Schedule, dims: Mapping[str, int] | None) -> tuple[object, ...]:
