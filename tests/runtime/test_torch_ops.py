@@ -33,7 +33,7 @@ def test_op_allocates_and_returns_outputs(rmsnorm_op) -> None:  # type: ignore[n
     assert rmsnorm_op is torch.ops.tilec.rmsnorm_test
 
 
-def test_fake_function_gives_shapes_without_running() -> None:
+def test_fake_function_gives_shapes_without_running(rmsnorm_op) -> None:  # type: ignore[no-untyped-def]
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     with FakeTensorMode():
