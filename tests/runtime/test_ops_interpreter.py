@@ -179,3 +179,25 @@ def test_int8_matmul_accumulates_in_int32() -> None:
     c = torch.full((19, 21), -1, dtype=torch.int32)
     k(a, b, c)
     assert torch.equal(c, (a.int() @ b.int()))
+
+
+ALL_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32, "f64": torch.float64,
+              "i8": torch.int8, "i16": torch.int16, "i32": torch.int32, "i64": torch.int64, "u8": torch.uint8,
+              "bool": torch.bool}
+
+
+@pytest.mark.parametrize("name", list(ALL_DTYPES))
+def test_every_tensor_dtype_loads_computes_and_stores(name: str) -> None:
+    body = "y[n] = x[n] | (x[n] & x[n])" if name == "bool" else "y[n] = x[n] * 3 + x[n]"
+    k = tilec.compile(f"def k(x: Tensor[N, {name}], y: Tensor[N, {name}]):\n    for n in tiles(N):\n        {body}\n").k
+    td = ALL_DTYPES[name]
+    if name == "bool":
+        x = torch.rand(N) > 0.5
+    elif name == "u8":
+        x = torch.randint(0, 60, (N,), dtype=td)
+    else:
+        x = (torch.randn(N) * 20).to(td)
+    y = torch.zeros_like(x) if name in ("bool", "u8") else torch.full_like(x, -1)
+    k(x, y)
+    ref = (x | (x & x)) if name == "bool" else x * 3 + x
+    assert torch.equal(y, ref)
