@@ -64,3 +64,13 @@ def test_run_checks_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(EXAMPLES / "softmax.tile"), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "softmax" in out and " ok" in out and "FAIL" not in out
+
+
+def test_formats_lists_every_registered_format(capsys: pytest.CaptureFixture[str]) -> None:
+    from tilec import formats
+
+    assert main(["formats"]) == 0
+    out = capsys.readouterr().out
+    listed = {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
+    assert listed == set(formats.names())
+    assert "fp8_e4m3        8" in out and "[-448, 448]" in out and "blocks of 16" in out

@@ -19,7 +19,18 @@ from tilec.ir.schedule import Schedule
 from tilec.runtime.kernel import Kernel
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``tilec.quantize`` and ``tilec.QTensor`` load torch, so they are imported on first use."""
+    if name in ("quantize", "QTensor"):
+        from tilec.formats import qtensor
+
+        return getattr(qtensor, name)
+    raise AttributeError(f"module 'tilec' has no attribute '{name}'")
+
+
 __all__ = [
-    "ArgumentError", "BackendError", "Kernel", "Schedule", "ScheduleError", "SpecModule", "TileNameError",
-    "TileShapeError", "TileSyntaxError", "TileTypeError", "TilecError", "compile", "kernel",
+    "ArgumentError", "BackendError", "Kernel", "QTensor", "Schedule", "ScheduleError", "SpecModule", "TileNameError",
+    "TileShapeError", "TileSyntaxError", "TileTypeError", "TilecError", "compile", "kernel", "quantize",
 ]

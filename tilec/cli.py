@@ -5,6 +5,7 @@
                        [--schedule m=64,n=64,num_warps=8] [-o FILE]
     tilec run SPEC... [--device cpu|cuda] [--dtype T=bf16]
     tilec demo [--device cpu|cuda]
+    tilec formats
 
 Errors in a spec print as ``file:line:col`` with the source line and a caret,
 and the command exits with status 2; a failed check in ``run`` exits with 1.
@@ -108,6 +109,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if rows and all(r.ok for r in rows) else 1
 
 
+def cmd_formats(args: argparse.Namespace) -> int:
+    from tilec import formats
+
+    print(f"{'name':<12} {'bits':>4}  {'kind':<16} {'range':<24} description")
+    for name in formats.names():
+        fmt = formats.get(name)
+        low, high = getattr(fmt, "min", None), getattr(fmt, "max", None)
+        span = f"[{low:g}, {high:g}]" if isinstance(low, float) and isinstance(high, float) else ""
+        print(f"{name:<12} {getattr(fmt, 'bits', ''):>4}  {type(fmt).__name__:<16} {span:<26} {_describe(fmt)}")
+    return 0
+
+
+def _describe(fmt: object) -> str:
+    from tilec import formats
+
+    if isinstance(fmt, formats.IntFormat):
+        return "two's complement" if fmt.signed else "unsigned"
+    if isinstance(fmt, formats.MinifloatFormat):
+        c = fmt.convention
+        return f"e{fmt.e}m{fmt.m}, bias {c.bias}, {c.style} (inf: {c.inf}, NaN: {c.nan})"
+    if isinstance(fmt, formats.MXFormat):
+        return f"OCP MX: {fmt.element.name} elements, blocks of {fmt.block_size}, e8m0 scales"
+    if isinstance(fmt, formats.NVFP4Format):
+        return "fp4_e2m1 elements, blocks of 16, fp8_e4m3 scales, fp32 tensor scale"
+    if isinstance(fmt, formats.Codebook):
+        return f"codebook of {len(fmt.values())} values"
+    return (type(fmt).__doc__ or "").strip().splitlines()[0]
+
+
 def _default_device() -> str:
     import torch
 
@@ -136,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--device", choices=["cpu", "cuda"])
     d.set_defaults(func=lambda a: cmd_run(argparse.Namespace(
         specs=sorted(str(p) for p in EXAMPLES.glob("*.tile")), device=a.device, dtype=None)))
+    f = sub.add_parser("formats", help="list the element and block formats")
+    f.set_defaults(func=cmd_formats)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

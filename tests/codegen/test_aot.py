@@ -16,7 +16,8 @@ from tilec.ir import dtypes as dt
 from tilec.runtime.examples import example_values
 
 pytestmark = pytest.mark.aot
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.tile"))
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.tile"))
 CASES = [(p, target, dtype) for p in EXAMPLES for target in ("sm_80", "sm_90") for dtype in ("f16", "bf16")]
 
 
@@ -42,7 +43,7 @@ def test_example_compiles_with_tensor_cores_and_no_spills(path: Path, target: st
 
 
 def test_odd_shapes_compile_too() -> None:
-    kernel = tilec.compile(EXAMPLES[0]).kernels["gemm_bias_gelu_residual"]
+    kernel = tilec.compile(EXAMPLES_DIR / "gemm_epilogue.tile").kernels["gemm_bias_gelu_residual"]
     dims = {"M": 37, "N": 65, "K": 70}
     art = compile_for_gpu(kernel.specialize(dims, {"T": dt.bf16}, target="cuda"), "sm_90", dims)
     assert "ttng.warp_group_dot" in art.asm["ttgir"]
@@ -52,10 +53,10 @@ def test_interpreter_launches_do_not_break_gpu_compilation() -> None:
     """Triton's interpreter leaves triton.language patched after nested calls; tilec restores it."""
     import torch
 
-    softmax = tilec.compile(EXAMPLES[-1]).kernels["softmax"]
+    softmax = tilec.compile(EXAMPLES_DIR / "softmax.tile").kernels["softmax"]
     x = torch.randn(4, 16, dtype=torch.float16)
     softmax(x, torch.empty_like(x))
-    kernel = tilec.compile(EXAMPLES[0]).kernels["gemm_bias_gelu_residual"]
+    kernel = tilec.compile(EXAMPLES_DIR / "gemm_epilogue.tile").kernels["gemm_bias_gelu_residual"]
     dims = {"M": 256, "N": 256, "K": 256}
     art = compile_for_gpu(kernel.specialize(dims, {"T": dt.f16}, target="cuda"), "sm_90", dims)
     assert "ttng.warp_group_dot" in art.asm["ttgir"]

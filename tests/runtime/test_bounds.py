@@ -9,26 +9,33 @@ the mask pass), so elision is checked too.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 import tilec
-from tilec.runtime.examples import example_values
+from tilec.formats.qtensor import QTensor
+from tilec.ir import nodes as ir
+from tilec.runtime.examples import example_values, make_inputs
 from tilec.runtime.reference import evaluate
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.tile"))
 GUARD = 37  # elements before and after each tensor, and extra columns per row
 
 
+def sentinel(dtype: torch.dtype) -> float:
+    return float("nan") if dtype.is_floating_point else -1
+
+
 def guarded(shape: tuple[int, ...], dtype: torch.dtype, fill: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A view of ``shape`` inside a NaN buffer; returns (view, buffer)."""
+    """A view of ``shape`` inside a buffer of sentinels (NaN; -1 for integers); returns (view, buffer)."""
     rows = 1
     for s in shape[:-1]:
         rows *= s
     row = shape[-1] + GUARD
-    buffer = torch.full((2 * GUARD + rows * row,), float("nan"), dtype=dtype)
+    buffer = torch.full((2 * GUARD + rows * row,), sentinel(dtype), dtype=dtype)
     strides, step = [], 1
     for axis in range(len(shape) - 1, -1, -1):
         strides.insert(0, step)
@@ -37,6 +44,13 @@ def guarded(shape: tuple[int, ...], dtype: torch.dtype, fill: torch.Tensor | Non
     if fill is not None:
         view.copy_(fill)
     return view, buffer
+
+
+def _linked(kernel: tilec.Kernel, dtypes: dict, name: str) -> bool:
+    """Whether ``name`` is the scale or zero tensor of a dequantising load (it must match its QTensor)."""
+    return any(isinstance(e, ir.QuantLoad) and name in (e.scale, e.zero)
+               for s in ir.walk_stmts(kernel.ir(dtypes).body.body) if isinstance(s, (ir.Assign, ir.Store))
+               for e in ir.walk_exprs(s.value))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -49,8 +63,19 @@ def test_no_access_outside_the_tensors(path: Path, sizes: dict[str, int]) -> Non
         dims.update({k: v for k, v in sizes.items() if k in dims})
         gen = torch.Generator().manual_seed(7)
         views, buffers, env = {}, {}, {}
+        # packed weights: a QTensor whose words sit in a guard band; its scales/zeros are guarded below
+        linked = {k: v for k, v in make_inputs(kernel, dims, dtypes, "cpu", 7, scalars).items()
+                  if k in {p.name for p in kernel.signature.params if p.kind == "packed"}
+                  or (not isinstance(v, QTensor) and k in kernel.inputs and _linked(kernel, dtypes, k))}
+        for name, value in linked.items():
+            if isinstance(value, QTensor):
+                words, buffers[name] = guarded(tuple(value.packed[0].shape), torch.int32, value.packed[0])
+                views[name] = replace(value, packed=(words,))
+                env[name] = value.dequantize().double()
+            else:
+                views[name], buffers[name] = guarded(tuple(value.shape), value.dtype, value)
         for p in kernel.signature.params:
-            if p.kind != "tensor":
+            if p.kind != "tensor" or p.name in views:
                 continue
             shape = tuple(d if isinstance(d, int) else dims[d] for d in p.dims)
             dtype = getattr(torch, (dtypes.get(p.dtype) or tilec.ir.dtypes.DTYPES[p.dtype]).torch_name)
@@ -65,14 +90,17 @@ def test_no_access_outside_the_tensors(path: Path, sizes: dict[str, int]) -> Non
         env.update(dtypes)
         expected = evaluate(example.body, env)
         for name, buf in buffers.items():
+            view = views[name].packed[0] if isinstance(views[name], QTensor) else views[name]
             inside = torch.zeros_like(buf, dtype=torch.bool)
-            inside.as_strided(views[name].shape, views[name].stride(), GUARD).fill_(True)
-            assert torch.isnan(buf[~inside]).all(), f"{kernel.name} wrote outside '{name}'"
+            inside.as_strided(view.shape, view.stride(), GUARD).fill_(True)
+            outside = buf[~inside]
+            untouched = torch.isnan(outside) if buf.dtype.is_floating_point else outside == -1
+            assert untouched.all(), f"{kernel.name} wrote outside '{name}'"
             if name in expected:
                 out = views[name].double()
                 assert torch.isfinite(out).all(), f"{kernel.name} read outside its inputs (NaN in '{name}')"
                 ref = expected[name]
                 assert (out - ref).abs().max() / ref.abs().max() < 2 * 2.0**-7
             else:
-                assert torch.equal(buf[inside].view(torch.int16 if buf.element_size() == 2 else torch.int32),
-                                   before[name][inside].view(torch.int16 if buf.element_size() == 2 else torch.int32))
+                bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32}[buf.element_size()]
+                assert torch.equal(buf[inside].view(bits), before[name][inside].view(bits))

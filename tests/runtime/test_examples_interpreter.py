@@ -18,7 +18,7 @@ from tilec.runtime.examples import run_example
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.tile"))
 CASES = [(path, dtype, sizes) for path in EXAMPLES for dtype in ("f16", "bf16")
-         for sizes in (None, {"M": 19, "N": 33, "K": 17})]
+         for sizes in (None, {"M": 19, "N": 33, "K": 100})]
 
 
 @pytest.mark.parametrize("path,dtype,sizes", CASES,

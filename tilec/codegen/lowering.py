@@ -80,6 +80,14 @@ def _load(em: Emitter, e: ir.Expr) -> str:
     return em.load(e)
 
 
+@lowers(ir.QuantLoad)
+def _quant_load(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.QuantLoad)
+    from tilec.codegen.quant_load import emit_quant_load  # imports this module's helpers
+
+    return emit_quant_load(em, e)
+
+
 @lowers(ir.TilePositions)
 def _positions(em: Emitter, e: ir.Expr) -> str:
     assert isinstance(e, ir.TilePositions)

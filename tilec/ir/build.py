@@ -52,6 +52,11 @@ class _Builder(ExprTyper):
         self.dims: dict[str, sympy.Symbol] = {d: sympy.Symbol(d, integer=True, positive=True) for d in sig.dims}
         self.params: dict[str, ir.Param] = {}
         for p in sig.params:
+            if p.kind == "packed":
+                extents = tuple(self.dims[d] if isinstance(d, str) else sympy.Integer(d) for d in p.dims)
+                self.params[p.name] = ir.PackedParam(p.name, extents, dt.i32, p.span, format=p.dtype,
+                                                     bits=int(p.dtype.lstrip("uint")), signed=p.dtype[0] == "i")
+                continue
             dtype = dt.DTYPES.get(p.dtype) or bindings[p.dtype]
             if p.kind == "tensor":
                 extents = tuple(self.dims[d] if isinstance(d, str) else sympy.Integer(d) for d in p.dims)
@@ -258,6 +263,9 @@ class _Builder(ExprTyper):
                             hint="dtypes: " + ", ".join(list(dt.DTYPES) + list(self.bindings)))
 
     def _tensor(self, node: ast.Expr) -> ir.TensorParam:
+        if isinstance(node, ast.Name) and isinstance(self.params.get(node.id), ir.PackedParam):
+            raise TileTypeError(f"packed tensor '{node.id}' is read-only", _span(node),
+                                hint="kernels read quantised weights; store results into a plain tensor")
         if isinstance(node, ast.Name) and isinstance(self.params.get(node.id), ir.TensorParam):
             param = self.params[node.id]
             assert isinstance(param, ir.TensorParam)
@@ -268,12 +276,41 @@ class _Builder(ExprTyper):
     # ----------------------------------------------------------------- indices
     def load_or_view(self, node: ast.Subscript) -> ir.Expr:
         base = node.value
+        if isinstance(base, ast.Name) and isinstance(self.params.get(base.id), ir.PackedParam):
+            return self.quant_load(node, None, None, None, node.span)
         if isinstance(base, ast.Name) and isinstance(self.params.get(base.id), ir.TensorParam):
             tensor = self.params[base.id]
             assert isinstance(tensor, ir.TensorParam)
             index, ttype = self.index(tensor, node)
             return ir.Load(tensor.name, index, ttype, node.span)
         return self.view(self.expr(base), node)
+
+    def quant_load(self, node: ast.Subscript, scale: ir.TensorParam | None, zero: ir.TensorParam | None,
+                   group: ir.Expr | None, span: Span) -> ir.QuantLoad:
+        """A tile of a packed tensor: its codes, or (with a scale) its dequantised values."""
+        assert isinstance(node.value, ast.Name)
+        param = self.params[node.value.id]
+        assert isinstance(param, ir.PackedParam)
+        index, ttype = self.index(param, node)
+        if not all(isinstance(ix, ir.TileIndex) and ix.offset is None for ix in index):
+            raise TileShapeError(f"packed tensor '{param.name}' is indexed by plain tile variables", node.span,
+                                 hint=f"e.g. {param.name}[n, k]")
+        for aux, what in ((scale, "scale"), (zero, "zero")):
+            if aux is None:
+                continue
+            if len(aux.dims) != 2 or sympy.simplify(aux.dims[0] - param.dims[0]) != 0:
+                raise TileShapeError(f"{what} tensor '{aux.name}' must be [{param.dims[0]}, groups]", span,
+                                     hint="one row per row of the packed tensor, one column per group along K")
+        if zero is not None and not zero.dtype.is_int:
+            raise TileTypeError(f"zero points '{zero.name}' must be integers (u8), not {zero.dtype.name}", span)
+        if scale is not None and not scale.dtype.is_float:
+            raise TileTypeError(f"scales '{scale.name}' must be floats, not {scale.dtype.name}", span)
+        if zero is not None and param.signed:
+            raise TileTypeError(f"'{param.name}' holds signed codes (symmetric); it takes no zero points", span,
+                                hint="pass None for the zero points, or declare the tensor as uint")
+        dtype = scale.dtype if scale is not None else (dt.i8 if param.signed else dt.u8)
+        return ir.QuantLoad(param.name, index, scale.name if scale else None, zero.name if zero else None, group,
+                            ttype.with_dtype(dtype), span)
 
     def index(self, tensor: ir.TensorParam, node: ast.Subscript) -> tuple[tuple[ir.Index, ...], TileType]:
         if len(node.indices) != len(tensor.dims):

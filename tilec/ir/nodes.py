@@ -34,6 +34,16 @@ class TensorParam:
 
 
 @dataclass(frozen=True)
+class PackedParam(TensorParam):
+    """A 2-D ``[rows, K]`` tensor of ``bits``-wide integer codes packed along K into 32-bit words
+    (``dtype`` is the storage type, i32); bound at launch to a :class:`tilec.QTensor`."""
+
+    format: str = ""
+    bits: int = 0
+    signed: bool = False
+
+
+@dataclass(frozen=True)
 class ScalarParam:
     name: str
     dtype: DType
@@ -120,6 +130,23 @@ Index = TileIndex | FullIndex | PointIndex
 class Load:
     tensor: str
     index: tuple[Index, ...]
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class QuantLoad:
+    """``dequantize(w[n, k], scale, zero, group)`` (or plain ``w[n, k]``: codes) on a packed tensor.
+
+    Lowers to word loads, shifts and masks (codes may cross word boundaries), then
+    ``(code - zero[n, k // group]) * scale[n, k // group]``; padding lanes are 0.
+    """
+
+    tensor: str
+    index: tuple[Index, ...]
+    scale: str | None
+    zero: str | None
+    group: Expr | None
     type: TileType
     span: Span
 
@@ -234,7 +261,7 @@ class Trans:
 
 
 Expr = (
-    Const | ScalarArg | DimValue | Var | Load | TilePositions | Unary | Binary | Compare | Where
+    Const | ScalarArg | DimValue | Var | Load | QuantLoad | TilePositions | Unary | Binary | Compare | Where
     | Math | Cast | Reduce | Dot | Full | View | Trans
 )
 
@@ -334,6 +361,8 @@ def children(expr: Expr) -> tuple[Expr, ...]:
         return (expr.a, expr.b) + ((expr.acc,) if expr.acc is not None else ())
     if isinstance(expr, Load):
         return index_exprs(expr.index)
+    if isinstance(expr, QuantLoad):
+        return index_exprs(expr.index) + ((expr.group,) if expr.group is not None else ())
     return ()
 
 

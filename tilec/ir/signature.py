@@ -22,13 +22,14 @@ from tilec.ir.dtypes import DTYPES
 LANGUAGE_NAMES = frozenset({
     "tiles", "zeros", "full", "where", "sum", "max", "min", "mean", "index", "cast", "inf",
     "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "silu", "gelu", "sigmoid", "tanh",
-    "maximum", "minimum", "Tensor", "softmax",
+    "maximum", "minimum", "Tensor", "softmax", "dequantize",
 })
 # Names generated code relies on: a kernel may not be called one of these.
 _CODE_NAMES = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | frozenset({"tl", "triton", "torch", "math", "np"})
 # Names inside a kernel also may not shadow the language itself.
 _RESERVED = _CODE_NAMES | LANGUAGE_NAMES | frozenset(DTYPES)
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+_PACKED = re.compile(r"u?int[1-8]\Z")  # integer formats of any width 1..8: packed into 32-bit words
 
 
 def check_identifier(name: str, span: Span, what: str) -> str:
@@ -54,7 +55,7 @@ def check_identifier(name: str, span: Span, what: str) -> str:
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
-    kind: str  # "tensor" | "scalar"
+    kind: str  # "tensor" | "packed" | "scalar"
     dims: tuple[str | int, ...]  # tensor dims: symbol names or literal extents
     dtype: str  # a dtype name or a dtype variable
     span: Span
@@ -111,11 +112,15 @@ def _param(p: ast.Param, dims: list[str], dtype_vars: list[str]) -> ParamSpec:
         raise TileTypeError(f"tensor parameter '{p.name}' needs at least one dimension and a dtype", ann.span,
                             hint="e.g. Tensor[N, f16]")
     *dim_nodes, dtype_node = ann.indices
+    packed = isinstance(dtype_node, ast.Name) and _PACKED.match(dtype_node.id) is not None
+    if packed and len(dim_nodes) != 2:
+        raise TileTypeError(f"packed tensor '{p.name}' must be 2-D [rows, K], packed along K", ann.span,
+                            hint="e.g. w: Tensor[N, K, uint4]")
     if not isinstance(dtype_node, ast.Name):
         raise TileTypeError("the last entry of Tensor[...] must be a dtype or a dtype variable",
                             _span(dtype_node),
                             hint="e.g. Tensor[M, K, f16] or Tensor[M, K, T]")
-    if dtype_node.id not in DTYPES:
+    if dtype_node.id not in DTYPES and not packed:
         check_identifier(dtype_node.id, dtype_node.span, "dtype variable")
         if dtype_node.id not in dtype_vars:
             dtype_vars.append(dtype_node.id)
@@ -136,7 +141,7 @@ def _param(p: ast.Param, dims: list[str], dtype_vars: list[str]) -> ParamSpec:
         else:
             raise TileSyntaxError("a dimension is a name (M) or a positive integer", _span(node),
                                   hint="expressions such as 2*K are not dimensions; declare another symbol")
-    return ParamSpec(p.name, "tensor", tuple(shape), dtype_node.id, p.span,
+    return ParamSpec(p.name, "packed" if packed else "tensor", tuple(shape), dtype_node.id, p.span,
                      tuple(_span(n) for n in dim_nodes))
 
 

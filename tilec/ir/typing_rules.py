@@ -58,6 +58,9 @@ class ExprTyper:
     def load_or_view(self, node: ast.Subscript) -> ir.Expr: raise NotImplementedError  # pragma: no cover
     tiles: dict[str, ir.TileVar]
     dims: dict[str, sympy.Symbol]
+    params: dict[str, ir.Param]
+    def quant_load(self, node: ast.Subscript, scale: ir.TensorParam | None, zero: ir.TensorParam | None,
+                   group: ir.Expr | None, span: Span) -> ir.QuantLoad: raise NotImplementedError  # pragma: no cover
 
     # ------------------------------------------------------------------ entry
     def expr(self, node: ast.Expr) -> ir.Expr:
@@ -227,6 +230,8 @@ class ExprTyper:
             return self.where(self.expr(args[0]), self.expr(args[1]), self.expr(args[2]), node.span)
         if fn in ("zeros", "full"):
             return self._constructor(fn, node)
+        if fn == "dequantize":
+            return self._dequantize(node)
         if fn == "index":
             self._arity(node, 1, 1, ())
             arg = args[0]
@@ -240,6 +245,29 @@ class ExprTyper:
         raise TileSyntaxError(f"unknown function '{fn}'", _span(func),
                               hint="builtins: " + ", ".join(sorted(MATH_UNARY | MATH_BINARY | REDUCTIONS))
                               + ", where, zeros, full, index, cast")
+
+    def _dequantize(self, node: ast.Call) -> ir.Expr:
+        """``dequantize(w[n, k], scale, zero, group)``: zero may be None (symmetric codes)."""
+        self._arity(node, 4, 4, ())
+        target, scale_node, zero_node, group_node = node.args
+        packed = isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and isinstance(
+            self.params.get(target.value.id), ir.PackedParam)
+        if not packed:
+            raise TileTypeError("dequantize() reads a tile of a packed tensor", _span(target),
+                                hint="declare the weight as Tensor[N, K, uint4] and write dequantize(w[n, k], ...)")
+        scale = self._tensor_param(scale_node, "scales")
+        zero = None if isinstance(zero_node, ast.NoneLit) else self._tensor_param(zero_node, "zero points")
+        group = self.expr(group_node)
+        if group.type.rank or not group.type.dtype.is_int:
+            raise TileTypeError("the group size is a scalar integer", _span(group_node))
+        assert isinstance(target, ast.Subscript)
+        return self.quant_load(target, scale, zero, group, node.span)
+
+    def _tensor_param(self, node: ast.Expr, what: str) -> ir.TensorParam:
+        param = self.params.get(node.id) if isinstance(node, ast.Name) else None
+        if not isinstance(param, ir.TensorParam) or isinstance(param, ir.PackedParam):
+            raise TileTypeError(f"the {what} must be a tensor parameter", _span(node))
+        return param
 
     def _arity(self, node: ast.Call, lo: int, hi: int, keywords: tuple[str, ...]) -> None:
         assert isinstance(node.func, ast.Name)

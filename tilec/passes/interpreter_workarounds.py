@@ -23,7 +23,7 @@ from tilec.ir import dtypes as dt
 from tilec.ir import nodes as ir
 from tilec.passes.rewrite import map_exprs
 
-_ARITHMETIC = (ir.Unary, ir.Binary, ir.Math, ir.Where, ir.Reduce, ir.Full)
+_ARITHMETIC = (ir.Unary, ir.Binary, ir.Math, ir.Where, ir.Reduce, ir.Full, ir.QuantLoad)
 
 
 def interpreter_workarounds(kernel: ir.Kernel) -> ir.Kernel:

@@ -54,4 +54,7 @@ def rewrite(e: ir.Expr, fn: Rewrite) -> ir.Expr:
         e = replace(e, a=rewrite(e.a, fn), b=rewrite(e.b, fn), acc=acc)
     elif isinstance(e, ir.Load):
         e = replace(e, index=_index(e.index, fn))
+    elif isinstance(e, ir.QuantLoad):
+        group = rewrite(e.group, fn) if e.group is not None else None
+        e = replace(e, index=_index(e.index, fn), group=group)
     return fn(e)

@@ -59,6 +59,15 @@ def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs
         if p.kind == "scalar":
             scalars[p.name] = _scalar(p.name, p.dtype, value, p.span, dtypes)
             continue
+        if p.kind == "packed":
+            words, shape = _packed(p.name, p.dtype, value, p.span)
+            if device is None:
+                device = words.device
+            elif words.device != device:
+                raise ArgumentError(f"'{p.name}' is on {words.device} but earlier tensors are on {device}", p.span)
+            _bind_dims(p.name, p.dims, shape, dims, dim_origin, p.span)
+            tensors[p.name] = words
+            continue
         if not isinstance(value, torch.Tensor):
             raise ArgumentError(f"'{p.name}' must be a torch.Tensor, got {type(value).__name__}", p.span)
         if value.dim() != len(p.dims):
@@ -79,17 +88,7 @@ def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs
         elif value.device != device:
             raise ArgumentError(f"'{p.name}' is on {value.device} but earlier tensors are on {device}", p.span,
                                 hint="move all tensors to one device")
-        for axis, (dim, size) in enumerate(zip(p.dims, value.shape)):
-            where = f"{p.name}.shape[{axis}]"
-            if isinstance(dim, int):
-                if size != dim:
-                    raise ArgumentError(f"{where} must be {dim}, got {size}", p.span)
-            elif dim in dims and dims[dim] != size:
-                raise ArgumentError(f"dimension {dim} is {dims[dim]} from {dim_origin[dim]} but {size} from {where}",
-                                    p.span)
-            else:
-                dims.setdefault(dim, int(size))
-                dim_origin.setdefault(dim, where)
+        _bind_dims(p.name, p.dims, tuple(value.shape), dims, dim_origin, p.span)
         if p.name in outputs:
             for axis, (size, stride) in enumerate(zip(value.shape, value.stride())):
                 if stride == 0 and size > 1:
@@ -104,6 +103,39 @@ def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs
         if size >= 2**31:
             raise ArgumentError(f"dimension {name} = {size} exceeds the 32-bit size range")
     return Bound(tensors, scalars, dims, dtypes, device)
+
+
+def _bind_dims(name: str, declared: tuple[str | int, ...], shape: tuple[int, ...], dims: dict[str, int],
+               origin: dict[str, str], span: Any) -> None:
+    for axis, (dim, size) in enumerate(zip(declared, shape)):
+        where = f"{name}.shape[{axis}]"
+        if isinstance(dim, int):
+            if size != dim:
+                raise ArgumentError(f"{where} must be {dim}, got {size}", span)
+        elif dim in dims and dims[dim] != size:
+            raise ArgumentError(f"dimension {dim} is {dims[dim]} from {origin[dim]} but {size} from {where}", span)
+        else:
+            dims.setdefault(dim, int(size))
+            origin.setdefault(dim, where)
+
+
+def _packed(name: str, fmt: str, value: Any, span: Any) -> tuple[Any, tuple[int, ...]]:
+    """A QTensor for a packed parameter: its words (int32 [rows, words], contiguous rows) and logical shape."""
+    import torch
+
+    from tilec.formats.qtensor import QTensor
+
+    if not isinstance(value, QTensor):
+        raise ArgumentError(f"'{name}' is a packed {fmt} tensor: pass a tilec.QTensor, got {type(value).__name__}",
+                            span, hint=f"tilec.quantize(weight, '{fmt}', group_size=...)")
+    if value.format != fmt or value.scheme != "affine":
+        raise ArgumentError(f"'{name}' expects {fmt} codes (affine scheme), got {value.format} ({value.scheme})", span)
+    if len(value.packed) != 1 or value.layout.slots != (0,):
+        raise ArgumentError(f"'{name}' expects the dense bit-stream packing, got {value.layout}", span)
+    words = value.packed[0]
+    if words.dtype != torch.int32 or words.dim() != 2 or words.stride(1) != 1:
+        raise ArgumentError(f"'{name}': packed words must be int32 [rows, words] with contiguous rows", span)
+    return words, value.shape
 
 
 def _scalar(name: str, dtype_name: str, value: Any, span: Any, dtypes: dict[str, dt.DType]) -> int | float | bool:

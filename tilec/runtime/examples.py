@@ -73,14 +73,21 @@ def example_values(kernel: Kernel, example: ast.Example) -> tuple[dict[str, int]
 
 
 def make_inputs(kernel: Kernel, dims: Mapping[str, int], dtypes: Mapping[str, dt.DType], device: str,
-                seed: int = 0) -> dict[str, Any]:
-    """Fresh random inputs, and outputs filled with NaN (poison) so an unwritten element fails."""
+                seed: int = 0, scalars: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Fresh random inputs, and outputs filled with NaN (poison) so an unwritten element fails.
+
+    A packed parameter gets ``tilec.quantize`` of a random weight, with the group size its
+    ``dequantize`` call names; the scale and zero tensors of that call get the QTensor's own.
+    """
     import torch
 
     gen = torch.Generator().manual_seed(seed)
     tensors: dict[str, Any] = {}
     for p in kernel.signature.params:
-        if p.kind != "tensor":
+        if p.kind == "packed":
+            tensors.update(_quantized(kernel, p.name, p.dtype, dims, dtypes, gen, dict(scalars or {}), device))
+    for p in kernel.signature.params:
+        if p.kind != "tensor" or p.name in tensors:
             continue
         shape = tuple(d if isinstance(d, int) else dims[d] for d in p.dims)
         dtype = dt.DTYPES.get(p.dtype) or dtypes.get(p.dtype, dt.f16)
@@ -95,6 +102,33 @@ def make_inputs(kernel: Kernel, dims: Mapping[str, int], dtypes: Mapping[str, dt
     return tensors
 
 
+def _quantized(kernel: Kernel, name: str, fmt: str, dims: Mapping[str, int], dtypes: Mapping[str, dt.DType],
+               gen: Any, scalars: dict[str, Any], device: str) -> dict[str, Any]:
+    import torch
+
+    from tilec.formats.qtensor import quantize
+    from tilec.ir import nodes as ir
+
+    kir = kernel.ir(dtypes)
+    loads = [e for s in ir.walk_stmts(kir.body.body) if isinstance(s, (ir.Assign, ir.Store))
+             for e in ir.walk_exprs(s.value) if isinstance(e, ir.QuantLoad) and e.tensor == name and e.scale]
+    if not loads:
+        raise ArgumentError(f"example: packed '{name}' is never dequantised, so its group size is unknown")
+    load = loads[0]
+    group = scalars[load.group.name] if isinstance(load.group, ir.ScalarArg) else int(getattr(load.group, "value", 0))
+    param = kir.param(name)
+    assert isinstance(param, ir.PackedParam)
+    shape = [int(d.subs({s: dims[s.name] for s in d.free_symbols})) for d in param.dims]
+    assert load.scale is not None
+    scale_dtype = getattr(torch, kir.param(load.scale).dtype.torch_name)
+    qt = quantize(torch.randn(shape, generator=gen), fmt, group_size=group, scale_dtype=scale_dtype)
+    out: dict[str, Any] = {name: qt.to(device), load.scale: qt.scales.to(device)}
+    if load.zero is not None:
+        assert qt.zeros is not None
+        out[load.zero] = qt.zeros.to(device)
+    return out
+
+
 def run_example(module: SpecModule, example: ast.Example, device: str = "cpu", seed: int = 0,
                 dtypes_override: Mapping[str, dt.DType] | None = None,
                 dims_override: Mapping[str, int] | None = None) -> list[ExampleResult]:
@@ -105,14 +139,14 @@ def run_example(module: SpecModule, example: ast.Example, device: str = "cpu", s
     dims, dtypes, scalars = example_values(kernel, example)
     dtypes.update(dtypes_override or {})
     dims.update(dims_override or {})
-    tensors = make_inputs(kernel, dims, dtypes, device, seed)
+    tensors = make_inputs(kernel, dims, dtypes, device, seed, scalars)
     start = time.perf_counter()
     kernel(**tensors, **scalars)
     if device != "cpu":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    env: dict[str, Any] = {name: t.detach().to("cpu", torch.float64) for name, t in tensors.items()
-                           if name in kernel.inputs}
+    env: dict[str, Any] = {name: (t.dequantize() if hasattr(t, "dequantize") else t.detach()).to("cpu", torch.float64)
+                           for name, t in tensors.items() if name in kernel.inputs}
     env.update({k: float(v) for k, v in scalars.items()})
     env.update({k: float(v) for k, v in dims.items()})
     env.update(dtypes)

@@ -63,10 +63,16 @@ class Kernel:
         self._irs: dict[tuple[tuple[str, dt.DType], ...], ir.Kernel] = {}
         checked = self.ir()  # every spec error surfaces here, at definition time
         stored = {s.tensor for s in ir.walk_stmts(checked.body.body) if isinstance(s, ir.Store)}
-        loaded = {e.tensor for s in ir.walk_stmts(checked.body.body) if isinstance(s, (ir.Assign, ir.Store))
-                  for e in ir.walk_exprs(s.value) if isinstance(e, ir.Load)}
+        loaded: set[str] = set()
+        for stmt in ir.walk_stmts(checked.body.body):
+            if isinstance(stmt, (ir.Assign, ir.Store)):
+                for e in ir.walk_exprs(stmt.value):
+                    if isinstance(e, ir.Load):
+                        loaded.add(e.tensor)
+                    elif isinstance(e, ir.QuantLoad):
+                        loaded |= {name for name in (e.tensor, e.scale, e.zero) if name is not None}
         self.outputs = frozenset(stored)
-        self.inputs = frozenset(p.name for p in self.signature.params if p.kind == "tensor") - (stored - loaded)
+        self.inputs = frozenset(p.name for p in self.signature.params if p.kind != "scalar") - (stored - loaded)
         self._pinned: Overrides = overrides(schedule)
         self._compiled: dict[tuple[object, ...], Compiled] = {}
         self._launch_cache: dict[tuple[object, ...], Compiled] = {}  # cheap per-call key -> Compiled

@@ -35,6 +35,10 @@ def register_op(kernel: Kernel, name: str | None = None, namespace: str = "tilec
         raise TilecError(f"torch op {qualname} is already registered for another kernel",
                          hint="pass name=... to register under another name")
     sig = kernel.signature
+    packed = [p.name for p in sig.params if p.kind == "packed"]
+    if packed:
+        raise ArgumentError(f"{kernel.name} takes packed (QTensor) parameters ({', '.join(packed)}), which a torch "
+                            "op schema cannot express yet", hint="call the kernel directly with the QTensor")
     outputs = [p for p in sig.params if p.kind == "tensor" and p.name in kernel.outputs and p.name not in kernel.inputs]
     inputs = [p for p in sig.params if p not in outputs]
     _check_derivable(kernel, inputs, outputs)

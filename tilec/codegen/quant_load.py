@@ -1,0 +1,83 @@
+"""Emission of a quantised load: codes from a little-endian bit stream of 32-bit words, then dequantisation.
+
+For a packed tensor ``w: Tensor[N, K, uintB]`` (element ``k`` of a row at stream bits ``[k*B, (k+1)*B)``,
+stream bit ``t`` = bit ``t % 32`` of word ``t // 32``; the packing tilec.ir.packing.PackedLayout(B)
+describes, and the host packer executes) a tile ``w[n, k]`` becomes::
+
+    bit = offs_k * B;  word = bit >> 5;  shift = bit & 31
+    code = (word_lo >> shift) [| word_hi << (32 - shift) where the code crosses a word]  & (2**B - 1)
+    value = (code - zero[n, k // group]) * scale[n, k // group]      (0 in padding lanes)
+
+Widths that divide 32 never cross, so their second load is not emitted.  This first version gathers
+one word per element (a word is fetched once per code it holds, from cache); loading each word once
+and unpacking in registers is the layout pass's job (docs/architecture.md, "What is next").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tilec.codegen.lowering import strip_parens
+from tilec.ir import dtypes as dt
+from tilec.ir import nodes as ir
+
+if TYPE_CHECKING:
+    from tilec.codegen.triton_emit import Emitter
+
+
+def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
+    param = em.kernel.param(e.tensor)
+    assert isinstance(param, ir.PackedParam)
+    row_ix, col_ix = e.index
+    assert isinstance(row_ix, ir.TileIndex) and isinstance(col_ix, ir.TileIndex)
+    rows, cols = em.offsets[row_ix.tile], em.offsets[col_ix.tile]
+    masks = []
+    if row_ix.needs_mask:
+        masks.append(f"{em.masks[row_ix.tile]}[:, None]")
+    if col_ix.needs_mask:
+        masks.append(f"{em.masks[col_ix.tile]}[None, :]")
+    mask = " & ".join(masks)
+    masked = f", mask={mask}, other=0" if mask else ""
+    bits = param.bits
+    name = e.tensor
+    em.line(f"# {name}[{row_ix.tile}, {col_ix.tile}]: {param.format} codes, {bits}-bit fields of 32-bit words")
+    bit = em.bind(f"{cols} * {bits}", f"{name}_bit")
+    word = em.bind(f"{bit} >> 5", f"{name}_word")
+    shift = em.bind(f"({bit} & 31).to(tl.uint32)", f"{name}_shift")
+    row = _row(em, e.tensor, rows)
+    lo = em.bind(f"tl.load({row} + {word}[None, :]{masked}).to(tl.uint32, bitcast=True)", f"{name}_lo")
+    codes = f"({lo} >> {shift}[None, :])"
+    if 32 % bits:
+        spill = em.bind(f"{shift} > {32 - bits}", f"{name}_crosses")
+        hi_mask = f"{mask} & {spill}[None, :]" if mask else f"{spill}[None, :]"
+        hi = em.bind(f"tl.load({row} + ({word} + 1)[None, :], mask={hi_mask}, other=0).to(tl.uint32, bitcast=True)",
+                     f"{name}_hi")
+        codes = f"({codes} | tl.where({spill}[None, :], {hi} << ((32 - {shift}) & 31)[None, :], 0))"
+    code = em.bind(f"({codes} & {(1 << bits) - 1}).to(tl.int32)", f"{name}_codes")
+    if param.signed:  # two's complement in the low bits: sign-extend
+        code = em.bind(f"({code} ^ {1 << (bits - 1)}) - {1 << (bits - 1)}", f"{name}_signed")
+    if e.scale is None:
+        return f"{code}.to({e.type.dtype.triton})"
+    assert e.group is not None
+    group = em.bind(f"{cols} // {strip_parens(em.expr(e.group))}", f"{name}_group")
+    scale = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.float32)", f"{e.scale}_{name}")
+    value = f"{code}.to(tl.float32)"
+    if e.zero is not None:
+        zero = em.bind(f"tl.load({_grouped(em, e.zero, rows, group)}{masked}).to(tl.float32)", f"{e.zero}_{name}")
+        value = f"({value} - {zero})"
+    value = f"{value} * {scale}"
+    if mask:  # padding lanes hold 0, as plain masked loads do (passes/masks.py relies on it)
+        value = f"tl.where({mask}, {value}, 0.0)"
+    out = em.bind(value, f"{name}_{row_ix.tile}{col_ix.tile}")
+    return out if e.type.dtype == dt.f32 else f"{out}.to({e.type.dtype.triton})"
+
+
+def _row(em: Emitter, tensor: str, rows: str) -> str:
+    stride = em.strides.get((tensor, 0))
+    return f"{em.ptrs[tensor]} + {rows}[:, None]" + (f" * {stride}" if stride else "")
+
+
+def _grouped(em: Emitter, tensor: str, rows: str, group: str) -> str:
+    col_stride = em.strides.get((tensor, 1))
+    col = f"{group}[None, :]" + (f" * {col_stride}" if col_stride else "")
+    return f"{_row(em, tensor, rows)} + {col}"
