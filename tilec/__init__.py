@@ -22,11 +22,15 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """``tilec.quantize`` and ``tilec.QTensor`` load torch, so they are imported on first use."""
+    """``tilec.quantize``, ``tilec.QTensor``, ``tilec.ops`` and ``tilec.nn`` load torch: imported on first use."""
     if name in ("quantize", "QTensor"):
         from tilec.formats import qtensor
 
         return getattr(qtensor, name)
+    if name in ("ops", "nn"):
+        import importlib
+
+        return importlib.import_module(f"tilec.{name}")
     raise AttributeError(f"module 'tilec' has no attribute '{name}'")
 
 

@@ -1,0 +1,50 @@
+"""tilec.ops.linear, torch.ops.tilec.linear_affine and tilec.nn.QuantLinear."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tilec
+
+
+def _ref(x: torch.Tensor, qt: tilec.QTensor, bias: torch.Tensor | None) -> torch.Tensor:
+    out = x.double() @ qt.dequantize().double().T
+    return out if bias is None else out + bias.double()
+
+
+@pytest.mark.parametrize("fmt", ["uint4", "int4", "uint3", "uint8"])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_linear_matches_dequantised_reference(fmt: str, with_bias: bool) -> None:
+    gen = torch.Generator().manual_seed(1)
+    qt = tilec.quantize(torch.randn(33, 96, generator=gen), fmt, group_size=32)
+    x = torch.randn(2, 3, 96, generator=gen).half()
+    bias = torch.randn(33, generator=gen).half() if with_bias else None
+    out = tilec.ops.linear(x, qt, bias)
+    assert out.shape == (2, 3, 33) and out.dtype == torch.float16
+    ref = _ref(x.reshape(-1, 96), qt, bias).reshape(2, 3, 33)
+    assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
+
+
+def test_linear_under_torch_compile_and_as_module() -> None:
+    lin = torch.nn.Linear(64, 40).half()
+    qlin = tilec.nn.QuantLinear.from_linear(lin, "uint4", group_size=32)
+    x = torch.randn(5, 64).half()
+    eager = qlin(x)
+    compiled = torch.compile(lambda t: qlin(t) * 2.0, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x), eager * 2.0)
+    ref = _ref(x, qlin.qweight, lin.bias.detach())
+    assert ((eager.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
+    exact = x.double() @ lin.weight.double().T + lin.bias.double()
+    assert ((eager.double() - exact).abs().max() / exact.abs().max()).item() < 0.15  # 4-bit quantisation error
+    assert "format=uint4" in repr(qlin)
+
+
+def test_linear_rejects_bad_arguments() -> None:
+    qt = tilec.quantize(torch.randn(8, 32), "uint4", group_size=16)
+    with pytest.raises(tilec.ArgumentError, match="31 features"):
+        tilec.ops.linear(torch.randn(2, 31).half(), qt)
+    with pytest.raises(tilec.ArgumentError, match="float16 or bfloat16"):
+        tilec.ops.linear(torch.randn(2, 32), qt)
+    with pytest.raises(tilec.ArgumentError, match="integer"):
+        tilec.ops.linear(torch.randn(2, 32).half(), tilec.quantize(torch.randn(8, 32), "mxfp4"))

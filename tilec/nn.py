@@ -1,0 +1,49 @@
+"""Drop-in modules: ``tilec.nn.QuantLinear.from_linear(linear, "uint4", group_size=128)``."""
+
+from __future__ import annotations
+
+import torch
+
+from tilec.formats.qtensor import QTensor, quantize
+from tilec.ir.packing import PackedLayout
+from tilec.ops import linear
+
+
+class QuantLinear(torch.nn.Module):
+    """A ``torch.nn.Linear`` whose weight is stored quantised (packed words, scales, zero points as buffers)."""
+
+    words: torch.Tensor
+    scales: torch.Tensor
+    zeros: torch.Tensor | None
+    bias: torch.Tensor | None
+
+    def __init__(self, qweight: QTensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        self.in_features, self.out_features = qweight.shape[1], qweight.shape[0]
+        self.format, self.group_size = qweight.format, qweight.group_size
+        self.register_buffer("words", qweight.packed[0])
+        self.register_buffer("scales", qweight.scales)
+        self.register_buffer("zeros", qweight.zeros)
+        self.register_buffer("bias", bias)
+
+    @classmethod
+    def from_linear(cls, module: torch.nn.Linear, format: str = "uint4", group_size: int | None = 128,  # noqa: A002
+                    **options: object) -> QuantLinear:
+        qweight = quantize(module.weight, format, group_size=group_size, scale_dtype=module.weight.dtype
+                           if module.weight.dtype in (torch.float16, torch.bfloat16) else torch.float16,
+                           **options)  # type: ignore[arg-type]
+        bias = None if module.bias is None else module.bias.detach().clone()
+        return cls(qweight.to(module.weight.device), bias)
+
+    @property
+    def qweight(self) -> QTensor:
+        return QTensor(self.format, "affine", (self.out_features, self.in_features), self.group_size,
+                       PackedLayout(int(self.format.lstrip("uint"))), (self.words,), self.scales, self.zeros)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return linear(x, self.qweight, bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, format={self.format}, " \
+               f"group_size={self.group_size}"

@@ -1,0 +1,88 @@
+"""Ready-made kernels with torch conventions.
+
+``tilec.ops.linear(x, qweight, bias=None)`` computes ``x @ W.T (+ bias)`` for a :class:`tilec.QTensor`
+weight ``W`` [out_features, in_features] in an integer format (``uint1``..``uint8`` asymmetric,
+``int2``..``int8`` symmetric), like ``torch.nn.functional.linear``.  It goes through the torch op
+``torch.ops.tilec.linear_affine`` (the QTensor's tensors are its arguments), so it works under
+``torch.compile(fullgraph=True)``.  The kernel is a tile-language spec (the same as examples/w4a16.tile,
+with the format and the epilogue filled in), compiled once per variant.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from tilec.api import compile as compile_spec
+from tilec.errors import ArgumentError
+from tilec.formats.qtensor import QTensor
+from tilec.ir.packing import PackedLayout
+from tilec.runtime.kernel import Kernel
+
+_SPEC = """
+def linear(x: Tensor[M, K, T], w: Tensor[N, K, {fmt}], scale: Tensor[N, G, T], {zero_param}{bias_param}
+           out: Tensor[M, N, T], group: i32):
+    for m, n in tiles(M, N):
+        acc = zeros([m, n], f32)
+        for k in tiles(K):
+            acc += x[m, k] @ dequantize(w[n, k], scale, {zero}, group).T
+        out[m, n] = {result}.to(T)
+"""
+_FORMAT = re.compile(r"u?int[1-8]\Z")
+_KERNELS: dict[tuple[str, bool], Kernel] = {}
+
+
+def _kernel(fmt: str, has_bias: bool) -> Kernel:
+    if not _FORMAT.match(fmt):  # the only text that reaches the spec: a validated format name
+        raise ArgumentError(f"tilec.ops.linear supports integer formats (uint1..uint8, int2..int8), not '{fmt}'")
+    key = (fmt, has_bias)
+    if key not in _KERNELS:
+        signed = fmt.startswith("int")
+        text = _SPEC.format(
+            fmt=fmt, zero_param="" if signed else "zero: Tensor[N, G, u8], ",
+            bias_param="bias: Tensor[N, T], " if has_bias else "", zero="None" if signed else "zero",
+            result="(acc + bias[n])" if has_bias else "acc")
+        _KERNELS[key] = compile_spec(text, name=f"<tilec.ops.linear {fmt}>").linear
+    return _KERNELS[key]
+
+
+@torch.library.custom_op("tilec::linear_affine", mutates_args=())
+def linear_affine(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+                  bias: torch.Tensor | None, bits: int, signed: bool, group: int, in_features: int) -> torch.Tensor:
+    """``x [M, K] @ W.T`` for affine-quantised ``W`` given as its packed words, scales and zero points."""
+    fmt = f"{'int' if signed else 'uint'}{bits}"
+    qt = QTensor(fmt, "affine", (words.shape[0], in_features), group, PackedLayout(bits), (words,), scales, zeros)
+    out = torch.empty(x.shape[0], words.shape[0], dtype=x.dtype, device=x.device)
+    args: list[Any] = [x, qt, scales] + ([] if signed else [zeros]) + ([bias] if bias is not None else [])
+    _kernel(fmt, bias is not None)(*args, out, group)
+    return out
+
+
+@linear_affine.register_fake
+def _(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+      bias: torch.Tensor | None, bits: int, signed: bool, group: int, in_features: int) -> torch.Tensor:
+    return x.new_empty(x.shape[0], words.shape[0])
+
+
+def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ W.T + bias`` for ``x [..., in_features]``; returns ``[..., out_features]`` in x's dtype.
+
+    The weight's scales are used in x's dtype (converted if they were stored in another).
+    """
+    if not isinstance(qweight, QTensor) or qweight.scheme != "affine":
+        raise ArgumentError("tilec.ops.linear takes a QTensor in an integer (affine) format",
+                            hint="tilec.quantize(weight, 'uint4', group_size=128)")
+    out_features, in_features = qweight.shape
+    if x.shape[-1] != in_features:
+        raise ArgumentError(f"x has {x.shape[-1]} features but the weight expects {in_features}")
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        raise ArgumentError(f"x must be float16 or bfloat16, got {x.dtype}")
+    if bias is not None and (bias.shape != (out_features,) or bias.dtype != x.dtype):
+        raise ArgumentError(f"bias must be [{out_features}] of {x.dtype}, got {tuple(bias.shape)} {bias.dtype}")
+    rows = x.reshape(-1, in_features)
+    out = torch.ops.tilec.linear_affine(
+        rows, qweight.packed[0], qweight.scales.to(x.dtype), qweight.zeros, bias, qweight.bits,
+        qweight.format.startswith("int"), qweight.group_size, in_features)
+    return out.reshape(*x.shape[:-1], out_features)
