@@ -37,8 +37,11 @@ class QuantLinear(torch.nn.Module):
 
     @property
     def qweight(self) -> QTensor:
-        return QTensor(self.format, "affine", (self.out_features, self.in_features), self.group_size,
-                       PackedLayout(int(self.format.lstrip("uint"))), (self.words,), self.scales, self.zeros)
+        from tilec import formats
+
+        scheme = "affine" if self.format.startswith(("int", "uint")) else "scaled"
+        return QTensor(self.format, scheme, (self.out_features, self.in_features), self.group_size,
+                       PackedLayout(formats.get(self.format).bits), (self.words,), self.scales, self.zeros)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)

@@ -2,10 +2,11 @@
 
 ``tilec.ops.linear(x, qweight, bias=None)`` computes ``x @ W.T (+ bias)`` for a :class:`tilec.QTensor`
 weight ``W`` [out_features, in_features] in an integer format (``uint1``..``uint8`` asymmetric,
-``int2``..``int8`` symmetric), like ``torch.nn.functional.linear``.  It goes through the torch op
-``torch.ops.tilec.linear_affine`` (the QTensor's tensors are its arguments), so it works under
-``torch.compile(fullgraph=True)``.  The kernel is a tile-language spec (the same as examples/w4a16.tile,
-with the format and the epilogue filled in), compiled once per variant.
+``int2``..``int8`` symmetric) or a minifloat/codebook format with group scales (``fp4_e2m1``,
+``fp6_e2m3``, ``fp6_e3m2``, ``fp8_e4m3``, ``fp8_e5m2``, ``nf4``), like ``torch.nn.functional.linear``.
+It goes through the torch op ``torch.ops.tilec.linear_packed`` (the QTensor's tensors are its
+arguments), so it works under ``torch.compile(fullgraph=True)``.  The kernel is a tile-language spec
+(the same as examples/w4a16.tile, with the format and the epilogue filled in), compiled once per variant.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tilec.api import compile as compile_spec
 from tilec.errors import ArgumentError
 from tilec.formats.qtensor import QTensor
 from tilec.ir.packing import PackedLayout
+from tilec.ir.signature import TABLE_FORMATS
 from tilec.runtime.kernel import Kernel
 
 _SPEC = """
@@ -35,11 +37,12 @@ _KERNELS: dict[tuple[str, bool], Kernel] = {}
 
 
 def _kernel(fmt: str, has_bias: bool) -> Kernel:
-    if not _FORMAT.match(fmt):  # the only text that reaches the spec: a validated format name
-        raise ArgumentError(f"tilec.ops.linear supports integer formats (uint1..uint8, int2..int8), not '{fmt}'")
+    if not (_FORMAT.match(fmt) or fmt in TABLE_FORMATS):  # the only text that reaches the spec: validated
+        raise ArgumentError(f"tilec.ops.linear supports uint1..uint8, int2..int8 and {', '.join(sorted(TABLE_FORMATS))}"
+                            f", not '{fmt}'")
     key = (fmt, has_bias)
     if key not in _KERNELS:
-        signed = fmt.startswith("int")
+        signed = not fmt.startswith("uint")  # signed ints and float formats take no zero points
         text = _SPEC.format(
             fmt=fmt, zero_param="" if signed else "zero: Tensor[N, G, u8], ",
             bias_param="bias: Tensor[N, T], " if has_bias else "", zero="None" if signed else "zero",
@@ -48,21 +51,23 @@ def _kernel(fmt: str, has_bias: bool) -> Kernel:
     return _KERNELS[key]
 
 
-@torch.library.custom_op("tilec::linear_affine", mutates_args=())
-def linear_affine(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
-                  bias: torch.Tensor | None, bits: int, signed: bool, group: int, in_features: int) -> torch.Tensor:
-    """``x [M, K] @ W.T`` for affine-quantised ``W`` given as its packed words, scales and zero points."""
-    fmt = f"{'int' if signed else 'uint'}{bits}"
-    qt = QTensor(fmt, "affine", (words.shape[0], in_features), group, PackedLayout(bits), (words,), scales, zeros)
+@torch.library.custom_op("tilec::linear_packed", mutates_args=())
+def linear_packed(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+                  bias: torch.Tensor | None, format: str, group: int, in_features: int) -> torch.Tensor:  # noqa: A002
+    """``x [M, K] @ W.T`` for ``W`` given as its packed words, group scales and (uintB) zero points."""
+    kernel = _kernel(format, bias is not None)
+    scheme = "affine" if format.startswith(("int", "uint")) else "scaled"
+    bits = int(kernel.ir().param("w").bits)  # type: ignore[union-attr]
+    qt = QTensor(format, scheme, (words.shape[0], in_features), group, PackedLayout(bits), (words,), scales, zeros)
     out = torch.empty(x.shape[0], words.shape[0], dtype=x.dtype, device=x.device)
-    args: list[Any] = [x, qt, scales] + ([] if signed else [zeros]) + ([bias] if bias is not None else [])
-    _kernel(fmt, bias is not None)(*args, out, group)
+    args: list[Any] = [x, qt, scales] + ([zeros] if format.startswith("uint") else [])
+    kernel(*args, *([bias] if bias is not None else []), out, group)
     return out
 
 
-@linear_affine.register_fake
+@linear_packed.register_fake
 def _(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
-      bias: torch.Tensor | None, bits: int, signed: bool, group: int, in_features: int) -> torch.Tensor:
+      bias: torch.Tensor | None, format: str, group: int, in_features: int) -> torch.Tensor:  # noqa: A002
     return x.new_empty(x.shape[0], words.shape[0])
 
 
@@ -71,8 +76,8 @@ def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None) 
 
     The weight's scales are used in x's dtype (converted if they were stored in another).
     """
-    if not isinstance(qweight, QTensor) or qweight.scheme != "affine":
-        raise ArgumentError("tilec.ops.linear takes a QTensor in an integer (affine) format",
+    if not isinstance(qweight, QTensor) or qweight.scheme not in ("affine", "scaled"):
+        raise ArgumentError("tilec.ops.linear takes a QTensor in an integer or minifloat/codebook format",
                             hint="tilec.quantize(weight, 'uint4', group_size=128)")
     out_features, in_features = qweight.shape
     if x.shape[-1] != in_features:
@@ -82,7 +87,6 @@ def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None) 
     if bias is not None and (bias.shape != (out_features,) or bias.dtype != x.dtype):
         raise ArgumentError(f"bias must be [{out_features}] of {x.dtype}, got {tuple(bias.shape)} {bias.dtype}")
     rows = x.reshape(-1, in_features)
-    out = torch.ops.tilec.linear_affine(
-        rows, qweight.packed[0], qweight.scales.to(x.dtype), qweight.zeros, bias, qweight.bits,
-        qweight.format.startswith("int"), qweight.group_size, in_features)
+    out = torch.ops.tilec.linear_packed(rows, qweight.packed[0], qweight.scales.to(x.dtype), qweight.zeros, bias,
+                                        qweight.format, qweight.group_size, in_features)
     return out.reshape(*x.shape[:-1], out_features)

@@ -27,6 +27,8 @@ def linear(x: Tensor[M, K, T], w: Tensor[N, K, {fmt}], scale: Tensor[N, G, T], {
 
 
 def kernel(fmt: str) -> tilec.Kernel:
+    if not fmt.startswith(("int", "uint")):
+        return tilec.compile(TABLE_SPEC.format(fmt=fmt), name=f"{fmt}.tile").linear
     signed = fmt.startswith("int")
     text = SPEC.format(fmt=fmt, zero_param="" if signed else "zero: Tensor[N, G, u8],",
                        zero="None" if signed else "zero")
@@ -51,6 +53,35 @@ def test_every_width_matches_the_dequantised_product(fmt: str) -> None:
         ref = x.double() @ w.T
         err = ((out.double() - ref).abs().max() / ref.abs().max()).item()
         assert err <= 2 * 2.0**-10, f"{fmt} M={m}: {err:.3e}"
+
+
+TABLE = ["fp4_e2m1", "fp6_e2m3", "fp6_e3m2", "fp8_e4m3", "fp8_e5m2", "nf4"]
+TABLE_SPEC = """
+def linear(x: Tensor[M, K, T], w: Tensor[N, K, {fmt}], scale: Tensor[N, G, T], out: Tensor[M, N, T], group: i32):
+    for m, n in tiles(M, N):
+        acc = zeros([m, n], f32)
+        for k in tiles(K):
+            acc += x[m, k] @ dequantize(w[n, k], scale, None, group).T
+        out[m, n] = acc.to(T)
+"""
+
+
+@pytest.mark.parametrize("fmt", TABLE)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_minifloat_and_codebook_weights(fmt: str, dtype: torch.dtype) -> None:
+    """Codes decode through the format's value table (the host decoder's own values), times the group scale."""
+    k = tilec.compile(TABLE_SPEC.format(fmt=fmt), name=f"{fmt}.tile").linear
+    gen = torch.Generator().manual_seed(len(fmt))
+    n, kk, group = 65, 150, 32
+    qt = tilec.quantize(torch.randn(n, kk, generator=gen), fmt, group_size=group, scale_dtype=dtype)
+    w = qt.dequantize().double()
+    for m in (1, 7, 33):
+        x = torch.randn(m, kk, generator=gen).to(dtype)
+        out = torch.full((m, n), float("nan"), dtype=dtype)
+        k(x, qt, qt.scales, out, group)
+        ref = x.double() @ w.T
+        err = ((out.double() - ref).abs().max() / ref.abs().max()).item()
+        assert err <= 2 * (2.0**-10 if dtype == torch.float16 else 2.0**-7), f"{fmt} M={m}: {err:.3e}"
 
 
 def test_raw_codes_and_argument_checks() -> None:
@@ -79,7 +110,7 @@ def test_spec_errors_for_packed_tensors() -> None:
 
 
 @pytest.mark.aot
-@pytest.mark.parametrize("fmt", ["uint4", "uint3"])
+@pytest.mark.parametrize("fmt", ["uint4", "uint3", "fp4_e2m1"])
 @pytest.mark.parametrize("tile", ["decode", "prefill"])
 def test_compiles_for_sm90_with_tensor_cores_and_no_spills(fmt: str, tile: str) -> None:
     """Prefill tiles (M = 128) reach wgmma; decode tiles (M = 16) are below wgmma's 64 rows per warpgroup,

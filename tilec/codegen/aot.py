@@ -71,6 +71,9 @@ def compile_for_gpu(compiled: Any, target: str, dims: Mapping[str, int] | None =
             param = kernel.param(arg.source)
             signature[arg.name] = "*" + param.dtype.signature
             attrs[(i,)] = [["tt.divisibility", 16]]
+        elif arg.kind == "table":
+            signature[arg.name] = "*fp32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
         elif arg.kind == "scalar":
             signature[arg.name] = kernel.param(arg.source).dtype.signature  # type: ignore[union-attr]
         elif arg.kind in ("dim", "stride", "trip_count"):

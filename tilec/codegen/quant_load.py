@@ -56,6 +56,8 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
     code = em.bind(f"({codes} & {(1 << bits) - 1}).to(tl.int32)", f"{name}_codes")
     if param.signed:  # two's complement in the low bits: sign-extend
         code = em.bind(f"({code} ^ {1 << (bits - 1)}) - {1 << (bits - 1)}", f"{name}_signed")
+    if param.table:  # minifloat / codebook: the code indexes the format's value table (host-computed, exact)
+        code = em.bind(f"tl.load({em.tables[name]} + {code})", f"{name}_values")
     if e.scale is None:
         return f"{code}.to({e.type.dtype.triton})"
     assert e.group is not None

@@ -25,7 +25,7 @@ from tilec.passes.masks import Facts
 @dataclass(frozen=True)
 class Arg:
     name: str  # the argument's name in generated code
-    kind: str  # "tensor" | "scalar" | "dim" | "stride" | "trip_count" | "constexpr"
+    kind: str  # "tensor" | "table" | "scalar" | "dim" | "stride" | "trip_count" | "constexpr"
     source: str = ""  # parameter or dimension it comes from
     axis: int = 0  # for strides
     value: int = 0  # for constexprs; the block size for trip counts (cdiv(dim, value))
@@ -98,6 +98,11 @@ class Emitter:
         args: list[Arg] = []
         for tensor in k.tensors:
             args.append(Arg(self.namer.fresh(f"{tensor.name}_ptr"), "tensor", tensor.name))
+        self.tables: dict[str, str] = {}  # packed tensor -> its format's value table (f32, index = code)
+        for tensor in k.tensors:
+            if isinstance(tensor, ir.PackedParam) and tensor.table:
+                self.tables[tensor.name] = self.namer.fresh(f"{tensor.format}_values")
+                args.append(Arg(self.tables[tensor.name], "table", tensor.format))
         for scalar in k.scalars:
             args.append(Arg(self.names[scalar.name], "scalar", scalar.name))
         for d in k.dims:
@@ -151,7 +156,7 @@ class Emitter:
             "@triton.jit",
             f"def {fn_name}(",
         ]
-        groups = [("tensors", "tensor"), ("scalars", "scalar"), ("dimensions", "dim"),
+        groups = [("tensors", "tensor"), ("format value tables", "table"), ("scalars", "scalar"), ("dimensions", "dim"),
                   ("strides (unit strides are folded in)", "stride"), ("sequential loop trip counts", "trip_count")]
         for label, kind in groups:
             names = [a.name for a in args if a.kind == kind]

@@ -18,7 +18,7 @@ from tilec.errors import Source, Span, TileNameError, TileShapeError, TileSyntax
 from tilec.frontend import ast
 from tilec.ir import dtypes as dt
 from tilec.ir import nodes as ir
-from tilec.ir.signature import LANGUAGE_NAMES, Signature, analyze_signature, check_identifier
+from tilec.ir.signature import LANGUAGE_NAMES, TABLE_FORMATS, Signature, analyze_signature, check_identifier
 from tilec.ir.types import Axis, TileType, broadcast_axes
 from tilec.ir.typing_rules import ExprTyper
 
@@ -54,8 +54,12 @@ class _Builder(ExprTyper):
         for p in sig.params:
             if p.kind == "packed":
                 extents = tuple(self.dims[d] if isinstance(d, str) else sympy.Integer(d) for d in p.dims)
+                from tilec import formats
+
                 self.params[p.name] = ir.PackedParam(p.name, extents, dt.i32, p.span, format=p.dtype,
-                                                     bits=int(p.dtype.lstrip("uint")), signed=p.dtype[0] == "i")
+                                                     bits=formats.get(p.dtype).bits,
+                                                     signed=p.dtype.startswith("int"),
+                                                     table=p.dtype in TABLE_FORMATS)
                 continue
             dtype = dt.DTYPES.get(p.dtype) or bindings[p.dtype]
             if p.kind == "tensor":
@@ -305,10 +309,13 @@ class _Builder(ExprTyper):
             raise TileTypeError(f"zero points '{zero.name}' must be integers (u8), not {zero.dtype.name}", span)
         if scale is not None and not scale.dtype.is_float:
             raise TileTypeError(f"scales '{scale.name}' must be floats, not {scale.dtype.name}", span)
-        if zero is not None and param.signed:
-            raise TileTypeError(f"'{param.name}' holds signed codes (symmetric); it takes no zero points", span,
-                                hint="pass None for the zero points, or declare the tensor as uint")
-        dtype = scale.dtype if scale is not None else (dt.i8 if param.signed else dt.u8)
+        if zero is not None and (param.signed or param.table):
+            raise TileTypeError(f"'{param.name}' holds {'float' if param.table else 'signed'} codes; it takes no "
+                                "zero points", span, hint="pass None for the zero points")
+        if param.table and scale is None:
+            dtype = dt.f32  # the element values themselves
+        else:
+            dtype = scale.dtype if scale is not None else (dt.i8 if param.signed else dt.u8)
         return ir.QuantLoad(param.name, index, scale.name if scale else None, zero.name if zero else None, group,
                             ttype.with_dtype(dtype), span)
 

@@ -41,6 +41,7 @@ class PackedParam(TensorParam):
     format: str = ""
     bits: int = 0
     signed: bool = False
+    table: bool = False  # codes decode through the format's value table (minifloats, codebooks)
 
 
 @dataclass(frozen=True)

@@ -128,8 +128,10 @@ def _packed(name: str, fmt: str, value: Any, span: Any) -> tuple[Any, tuple[int,
     if not isinstance(value, QTensor):
         raise ArgumentError(f"'{name}' is a packed {fmt} tensor: pass a tilec.QTensor, got {type(value).__name__}",
                             span, hint=f"tilec.quantize(weight, '{fmt}', group_size=...)")
-    if value.format != fmt or value.scheme != "affine":
-        raise ArgumentError(f"'{name}' expects {fmt} codes (affine scheme), got {value.format} ({value.scheme})", span)
+    scheme = "affine" if fmt.startswith(("int", "uint")) else "scaled"
+    if value.format != fmt or value.scheme != scheme:
+        raise ArgumentError(f"'{name}' expects {fmt} codes ({scheme} scheme), got {value.format} ({value.scheme})",
+                            span)
     if len(value.packed) != 1 or value.layout.slots != (0,):
         raise ArgumentError(f"'{name}' expects the dense bit-stream packing, got {value.layout}", span)
     words = value.packed[0]

@@ -175,6 +175,8 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
     for arg in abi.args:
         if arg.kind == "tensor":
             positional.append(bound.tensors[arg.source])
+        elif arg.kind == "table":
+            positional.append(value_table(arg.source, bound.device))
         elif arg.kind == "scalar":
             positional.append(bound.scalars[arg.source])
         elif arg.kind == "dim":
@@ -194,6 +196,19 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
     else:
         fn[(grid,)](*positional, **constexprs, num_warps=compiled.schedule.num_warps,
                     num_stages=compiled.schedule.num_stages)
+
+
+_TABLES: dict[tuple[str, str], Any] = {}
+
+
+def value_table(fmt: str, device: Any) -> Any:
+    """Every code's value of ``fmt`` as float32 (index = code), cached per device."""
+    key = (fmt, str(device))
+    if key not in _TABLES:
+        from tilec import formats
+
+        _TABLES[key] = formats.get(fmt).values().to(device)  # type: ignore[union-attr]
+    return _TABLES[key]
 
 
 def _max_offset(t: Any) -> int:
