@@ -3,7 +3,8 @@
 ``tilec.ops.linear(x, qweight, bias=None)`` computes ``x @ W.T (+ bias)`` for a :class:`tilec.QTensor`
 weight ``W`` [out_features, in_features] in an integer format (``uint1``..``uint8`` asymmetric,
 ``int2``..``int8`` symmetric) or a minifloat/codebook format with group scales (``fp4_e2m1``,
-``fp6_e2m3``, ``fp6_e3m2``, ``fp8_e4m3``, ``fp8_e5m2``, ``nf4``), like ``torch.nn.functional.linear``.
+``fp6_e2m3``, ``fp6_e3m2``, ``fp8_e4m3``, ``fp8_e5m2``, ``nf4``) or an OCP MX format (``mxfp4``...``mxint8``,
+e8m0 scales), like ``torch.nn.functional.linear``.
 It goes through the torch op ``torch.ops.tilec.linear_packed`` (the QTensor's tensors are its
 arguments), so it works under ``torch.compile(fullgraph=True)``.  The kernel is a tile-language spec
 (the same as examples/w4a16.tile, with the format and the epilogue filled in), compiled once per variant.
@@ -20,16 +21,16 @@ from tilec.api import compile as compile_spec
 from tilec.errors import ArgumentError
 from tilec.formats.qtensor import QTensor
 from tilec.ir.packing import PackedLayout
-from tilec.ir.signature import TABLE_FORMATS
+from tilec.ir.signature import MX_FORMATS, TABLE_FORMATS
 from tilec.runtime.kernel import Kernel
 
 _SPEC = """
-def linear(x: Tensor[M, K, T], w: Tensor[N, K, {fmt}], scale: Tensor[N, G, T], {zero_param}{bias_param}
+def linear(x: Tensor[M, K, T], w: Tensor[N, K, {fmt}], scale: Tensor[N, G, {scale_type}], {zero_param}{bias_param}
            out: Tensor[M, N, T], group: i32):
     for m, n in tiles(M, N):
         acc = zeros([m, n], f32)
         for k in tiles(K):
-            acc += x[m, k] @ dequantize(w[n, k], scale, {zero}, group).T
+            acc += x[m, k] @ dequantize(w[n, k], scale, {zero}, group){cast}.T
         out[m, n] = {result}.to(T)
 """
 _FORMAT = re.compile(r"u?int[1-8]\Z")
@@ -37,14 +38,16 @@ _KERNELS: dict[tuple[str, bool], Kernel] = {}
 
 
 def _kernel(fmt: str, has_bias: bool) -> Kernel:
-    if not (_FORMAT.match(fmt) or fmt in TABLE_FORMATS):  # the only text that reaches the spec: validated
-        raise ArgumentError(f"tilec.ops.linear supports uint1..uint8, int2..int8 and {', '.join(sorted(TABLE_FORMATS))}"
-                            f", not '{fmt}'")
+    if not (_FORMAT.match(fmt) or fmt in TABLE_FORMATS | MX_FORMATS):  # the only spec text: validated names
+        raise ArgumentError(f"tilec.ops.linear supports uint1..uint8, int2..int8 and "
+                            f"{', '.join(sorted(TABLE_FORMATS | MX_FORMATS))}, not '{fmt}'")
     key = (fmt, has_bias)
     if key not in _KERNELS:
         signed = not fmt.startswith("uint")  # signed ints and float formats take no zero points
+        mx = fmt in MX_FORMATS
         text = _SPEC.format(
-            fmt=fmt, zero_param="" if signed else "zero: Tensor[N, G, u8], ",
+            fmt=fmt, scale_type="u8" if mx else "T", cast=".to(T)" if mx else "",
+            zero_param="" if signed else "zero: Tensor[N, G, u8], ",
             bias_param="bias: Tensor[N, T], " if has_bias else "", zero="None" if signed else "zero",
             result="(acc + bias[n])" if has_bias else "acc")
         _KERNELS[key] = compile_spec(text, name=f"<tilec.ops.linear {fmt}>").linear
@@ -56,7 +59,7 @@ def linear_packed(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, ze
                   bias: torch.Tensor | None, format: str, group: int, in_features: int) -> torch.Tensor:  # noqa: A002
     """``x [M, K] @ W.T`` for ``W`` given as its packed words, group scales and (uintB) zero points."""
     kernel = _kernel(format, bias is not None)
-    scheme = "affine" if format.startswith(("int", "uint")) else "scaled"
+    scheme = "affine" if format.startswith(("int", "uint")) else "mx" if format in MX_FORMATS else "scaled"
     bits = int(kernel.ir().param("w").bits)  # type: ignore[union-attr]
     qt = QTensor(format, scheme, (words.shape[0], in_features), group, PackedLayout(bits), (words,), scales, zeros)
     out = torch.empty(x.shape[0], words.shape[0], dtype=x.dtype, device=x.device)
@@ -76,8 +79,8 @@ def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None) 
 
     The weight's scales are used in x's dtype (converted if they were stored in another).
     """
-    if not isinstance(qweight, QTensor) or qweight.scheme not in ("affine", "scaled"):
-        raise ArgumentError("tilec.ops.linear takes a QTensor in an integer or minifloat/codebook format",
+    if not isinstance(qweight, QTensor) or qweight.scheme not in ("affine", "scaled", "mx"):
+        raise ArgumentError("tilec.ops.linear takes a QTensor in an integer, minifloat/codebook or MX format",
                             hint="tilec.quantize(weight, 'uint4', group_size=128)")
     out_features, in_features = qweight.shape
     if x.shape[-1] != in_features:
@@ -87,6 +90,7 @@ def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None) 
     if bias is not None and (bias.shape != (out_features,) or bias.dtype != x.dtype):
         raise ArgumentError(f"bias must be [{out_features}] of {x.dtype}, got {tuple(bias.shape)} {bias.dtype}")
     rows = x.reshape(-1, in_features)
-    out = torch.ops.tilec.linear_packed(rows, qweight.packed[0], qweight.scales.to(x.dtype), qweight.zeros, bias,
-                                        qweight.format, qweight.group_size, in_features)
+    scales = qweight.scales if qweight.scheme == "mx" else qweight.scales.to(x.dtype)  # MX: e8m0 codes
+    out = torch.ops.tilec.linear_packed(rows, qweight.packed[0], scales, qweight.zeros, bias, qweight.format,
+                                        qweight.group_size, in_features)
     return out.reshape(*x.shape[:-1], out_features)

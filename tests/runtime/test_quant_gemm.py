@@ -27,6 +27,8 @@ def linear(x: Tensor[M, K, T], w: Tensor[N, K, {fmt}], scale: Tensor[N, G, T], {
 
 
 def kernel(fmt: str) -> tilec.Kernel:
+    if fmt.startswith("mx"):
+        return tilec.compile(MX_SPEC.format(fmt=fmt), name=f"{fmt}.tile").linear
     if not fmt.startswith(("int", "uint")):
         return tilec.compile(TABLE_SPEC.format(fmt=fmt), name=f"{fmt}.tile").linear
     signed = fmt.startswith("int")
@@ -84,6 +86,33 @@ def test_minifloat_and_codebook_weights(fmt: str, dtype: torch.dtype) -> None:
         assert err <= 2 * (2.0**-10 if dtype == torch.float16 else 2.0**-7), f"{fmt} M={m}: {err:.3e}"
 
 
+MX = ["mxfp4", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxint8"]
+MX_SPEC = """
+def linear(x: Tensor[M, K, T], w: Tensor[N, K, {fmt}], scale: Tensor[N, G, u8], out: Tensor[M, N, T]):
+    for m, n in tiles(M, N):
+        acc = zeros([m, n], f32)
+        for k in tiles(K):
+            acc += x[m, k] @ dequantize(w[n, k], scale, None, 32).to(T).T
+        out[m, n] = acc.to(T)
+"""
+
+
+@pytest.mark.parametrize("fmt", MX)
+def test_mx_weights_with_e8m0_scales(fmt: str) -> None:
+    """OCP MX: element table (mxint8: times 2**-6) times 2**(scale code - 127), blocks of 32; K = 150 leaves a
+    partial last block."""
+    k = tilec.compile(MX_SPEC.format(fmt=fmt), name=f"{fmt}.tile").linear
+    gen = torch.Generator().manual_seed(len(fmt) + 3)
+    qt = tilec.quantize(torch.randn(65, 150, generator=gen), fmt)
+    w = qt.dequantize().double()
+    for m in (1, 7, 33):
+        x = torch.randn(m, 150, generator=gen).half()
+        out = torch.full((m, 65), float("nan"), dtype=torch.float16)
+        k(x, qt, qt.scales, out)
+        ref = x.double() @ w.T
+        assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
+
+
 def test_raw_codes_and_argument_checks() -> None:
     k = tilec.compile("def codes(w: Tensor[N, K, int3], out: Tensor[N, K, i32]):\n"
                       "    for n, k in tiles(N, K):\n        out[n, k] = w[n, k].to(i32)\n").codes
@@ -110,7 +139,7 @@ def test_spec_errors_for_packed_tensors() -> None:
 
 
 @pytest.mark.aot
-@pytest.mark.parametrize("fmt", ["uint4", "uint3", "fp4_e2m1"])
+@pytest.mark.parametrize("fmt", ["uint4", "uint3", "fp4_e2m1", "mxfp4"])
 @pytest.mark.parametrize("tile", ["decode", "prefill"])
 def test_compiles_for_sm90_with_tensor_cores_and_no_spills(fmt: str, tile: str) -> None:
     """Prefill tiles (M = 128) reach wgmma; decode tiles (M = 16) are below wgmma's 64 rows per warpgroup,

@@ -62,7 +62,12 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
         return f"{code}.to({e.type.dtype.triton})"
     assert e.group is not None
     group = em.bind(f"{cols} // {strip_parens(em.expr(e.group))}", f"{name}_group")
-    scale = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.float32)", f"{e.scale}_{name}")
+    if param.e8m0_scales:  # 2 ** (code - 127) built from its bits (exact); code 0 is 2**-127, 255 NaN
+        raw = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_e8m0")
+        scale = em.bind(f"tl.where({raw} == 0, 0x00400000, tl.where({raw} == 255, 0x7FC00000, {raw} << 23))"
+                        f".to(tl.float32, bitcast=True)", f"{e.scale}_{name}")
+    else:
+        scale = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.float32)", f"{e.scale}_{name}")
     value = f"{code}.to(tl.float32)"
     if e.zero is not None:
         zero = em.bind(f"tl.load({_grouped(em, e.zero, rows, group)}{masked}).to(tl.float32)", f"{e.zero}_{name}")

@@ -18,7 +18,14 @@ from tilec.errors import Source, Span, TileNameError, TileShapeError, TileSyntax
 from tilec.frontend import ast
 from tilec.ir import dtypes as dt
 from tilec.ir import nodes as ir
-from tilec.ir.signature import LANGUAGE_NAMES, TABLE_FORMATS, Signature, analyze_signature, check_identifier
+from tilec.ir.signature import (
+    LANGUAGE_NAMES,
+    MX_FORMATS,
+    TABLE_FORMATS,
+    Signature,
+    analyze_signature,
+    check_identifier,
+)
 from tilec.ir.types import Axis, TileType, broadcast_axes
 from tilec.ir.typing_rules import ExprTyper
 
@@ -59,7 +66,8 @@ class _Builder(ExprTyper):
                 self.params[p.name] = ir.PackedParam(p.name, extents, dt.i32, p.span, format=p.dtype,
                                                      bits=formats.get(p.dtype).bits,
                                                      signed=p.dtype.startswith("int"),
-                                                     table=p.dtype in TABLE_FORMATS)
+                                                     table=p.dtype in TABLE_FORMATS | MX_FORMATS,
+                                                     e8m0_scales=p.dtype in MX_FORMATS)
                 continue
             dtype = dt.DTYPES.get(p.dtype) or bindings[p.dtype]
             if p.kind == "tensor":
@@ -307,13 +315,15 @@ class _Builder(ExprTyper):
                                      hint="one row per row of the packed tensor, one column per group along K")
         if zero is not None and not zero.dtype.is_int:
             raise TileTypeError(f"zero points '{zero.name}' must be integers (u8), not {zero.dtype.name}", span)
-        if scale is not None and not scale.dtype.is_float:
+        if scale is not None and param.e8m0_scales and scale.dtype != dt.u8:
+            raise TileTypeError(f"MX scales '{scale.name}' are e8m0 codes (u8), not {scale.dtype.name}", span)
+        if scale is not None and not param.e8m0_scales and not scale.dtype.is_float:
             raise TileTypeError(f"scales '{scale.name}' must be floats, not {scale.dtype.name}", span)
         if zero is not None and (param.signed or param.table):
             raise TileTypeError(f"'{param.name}' holds {'float' if param.table else 'signed'} codes; it takes no "
                                 "zero points", span, hint="pass None for the zero points")
-        if param.table and scale is None:
-            dtype = dt.f32  # the element values themselves
+        if param.table and (scale is None or param.e8m0_scales):
+            dtype = dt.f32  # element values (times a power-of-two MX scale): f32, cast as needed
         else:
             dtype = scale.dtype if scale is not None else (dt.i8 if param.signed else dt.u8)
         return ir.QuantLoad(param.name, index, scale.name if scale else None, zero.name if zero else None, group,

@@ -41,7 +41,8 @@ class PackedParam(TensorParam):
     format: str = ""
     bits: int = 0
     signed: bool = False
-    table: bool = False  # codes decode through the format's value table (minifloats, codebooks)
+    table: bool = False  # codes decode through the format's value table (minifloats, codebooks, MX elements)
+    e8m0_scales: bool = False  # MX: scales are e8m0 codes (2 ** (code - 127)), blocks of 32
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 _PACKED = re.compile(r"u?int[1-8]\Z")  # integer formats of any width 1..8: packed into 32-bit words
 # element formats decoded through a value table in the kernel (at most 256 f32 values)
 TABLE_FORMATS = frozenset({"fp4_e2m1", "fp6_e2m3", "fp6_e3m2", "fp8_e4m3", "fp8_e5m2", "nf4"})
+# OCP MX block formats: table-decoded elements times a power-of-two (e8m0) scale per block of 32
+MX_FORMATS = frozenset({"mxfp4", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxint8"})
 
 
 def check_identifier(name: str, span: Span, what: str) -> str:
@@ -115,7 +117,7 @@ def _param(p: ast.Param, dims: list[str], dtype_vars: list[str]) -> ParamSpec:
                             hint="e.g. Tensor[N, f16]")
     *dim_nodes, dtype_node = ann.indices
     packed = isinstance(dtype_node, ast.Name) and (
-        _PACKED.match(dtype_node.id) is not None or dtype_node.id in TABLE_FORMATS)
+        _PACKED.match(dtype_node.id) is not None or dtype_node.id in TABLE_FORMATS | MX_FORMATS)
     if packed and len(dim_nodes) != 2:
         raise TileTypeError(f"packed tensor '{p.name}' must be 2-D [rows, K], packed along K", ann.span,
                             hint="e.g. w: Tensor[N, K, uint4]")

@@ -207,7 +207,12 @@ def value_table(fmt: str, device: Any) -> Any:
     if key not in _TABLES:
         from tilec import formats
 
-        _TABLES[key] = formats.get(fmt).values().to(device)  # type: ignore[union-attr]
+        found = formats.get(fmt)
+        if isinstance(found, formats.MXFormat):  # MX elements carry an implicit 2**element_exp (mxint8: 2**-6)
+            values = found.element.values() * 2.0**found.element_exp
+        else:
+            values = found.values()  # type: ignore[union-attr]
+        _TABLES[key] = values.to(device)
     return _TABLES[key]
 
 
