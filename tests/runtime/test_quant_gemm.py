@@ -27,6 +27,8 @@ def linear(x: Tensor[M, K, T], w: Tensor[N, K, {fmt}], scale: Tensor[N, G, T], {
 
 
 def kernel(fmt: str) -> tilec.Kernel:
+    if fmt == "nvfp4":
+        return tilec.compile(NVFP4_SPEC, name="nvfp4.tile").linear
     if fmt.startswith("mx"):
         return tilec.compile(MX_SPEC.format(fmt=fmt), name=f"{fmt}.tile").linear
     if not fmt.startswith(("int", "uint")):
@@ -113,6 +115,35 @@ def test_mx_weights_with_e8m0_scales(fmt: str) -> None:
         assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
 
 
+NVFP4_SPEC = """
+def linear(x: Tensor[M, K, T], w: Tensor[N, K, nvfp4], scale: Tensor[N, G, u8], out: Tensor[M, N, T],
+           tensor_scale: f32):
+    for m, n in tiles(M, N):
+        acc = zeros([m, n], f32)
+        for k in tiles(K):
+            acc += x[m, k] @ (dequantize(w[n, k], scale, None, 16) * tensor_scale).to(T).T
+        out[m, n] = acc.to(T)
+"""
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_nvfp4_weights_with_e4m3_block_scales(dtype: torch.dtype) -> None:
+    """NVFP4: e2m1 elements times fp8_e4m3 block scales (blocks of 16, decoded through the e4m3 table),
+    times the per-tensor fp32 scale the spec multiplies in."""
+    k = tilec.compile(NVFP4_SPEC, name="nvfp4.tile").linear
+    gen = torch.Generator().manual_seed(16)
+    qt = tilec.quantize(torch.randn(65, 150, generator=gen) * 3, "nvfp4")
+    assert qt.tensor_scale is not None
+    w = qt.dequantize().double()
+    for m in (1, 7, 33):
+        x = torch.randn(m, 150, generator=gen).to(dtype)
+        out = torch.full((m, 65), float("nan"), dtype=dtype)
+        k(x, qt, qt.scales, out, float(qt.tensor_scale))
+        ref = x.double() @ w.T
+        tol = 2 * (2.0**-10 if dtype == torch.float16 else 2.0**-7)
+        assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= tol
+
+
 def test_raw_codes_and_argument_checks() -> None:
     k = tilec.compile("def codes(w: Tensor[N, K, int3], out: Tensor[N, K, i32]):\n"
                       "    for n, k in tiles(N, K):\n        out[n, k] = w[n, k].to(i32)\n").codes
@@ -139,7 +170,7 @@ def test_spec_errors_for_packed_tensors() -> None:
 
 
 @pytest.mark.aot
-@pytest.mark.parametrize("fmt", ["uint4", "uint3", "fp4_e2m1", "mxfp4"])
+@pytest.mark.parametrize("fmt", ["uint4", "uint3", "fp4_e2m1", "mxfp4", "nvfp4"])
 @pytest.mark.parametrize("tile", ["decode", "prefill"])
 def test_compiles_for_sm90_with_tensor_cores_and_no_spills(fmt: str, tile: str) -> None:
     """Prefill tiles (M = 128) reach wgmma; decode tiles (M = 16) are below wgmma's 64 rows per warpgroup,
@@ -150,7 +181,7 @@ def test_compiles_for_sm90_with_tensor_cores_and_no_spills(fmt: str, tile: str) 
     word once and unpacking in registers (the layout pass) is to fix.
     """
     m_block = 16 if tile == "decode" else 128
-    dims = {"M": m_block * 4, "N": 4096, "K": 4096, "G": 32}
+    dims = {"M": m_block * 4, "N": 4096, "K": 4096, "G": 256}
     schedule = {"m": m_block, "n": 64, "k": 32, "num_warps": 4 if tile == "decode" else 8}
     compiled = kernel(fmt).specialize(dims, {"T": dt.f16}, target="cuda", schedule=schedule)
     art = compile_for_gpu(compiled, "sm_90", dims)

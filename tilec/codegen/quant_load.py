@@ -66,6 +66,9 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
         raw = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_e8m0")
         scale = em.bind(f"tl.where({raw} == 0, 0x00400000, tl.where({raw} == 255, 0x7FC00000, {raw} << 23))"
                         f".to(tl.float32, bitcast=True)", f"{e.scale}_{name}")
+    elif param.e4m3_scales:  # nvfp4: block scales are fp8_e4m3 codes, decoded through that format's table
+        raw = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_e4m3")
+        scale = em.bind(f"tl.load({em.tables[name + ':scales']} + {raw})", f"{e.scale}_{name}")
     else:
         scale = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.float32)", f"{e.scale}_{name}")
     value = f"{code}.to(tl.float32)"

@@ -103,6 +103,9 @@ class Emitter:
             if isinstance(tensor, ir.PackedParam) and tensor.table:
                 self.tables[tensor.name] = self.namer.fresh(f"{tensor.format}_values")
                 args.append(Arg(self.tables[tensor.name], "table", tensor.format))
+            if isinstance(tensor, ir.PackedParam) and tensor.e4m3_scales:
+                self.tables[tensor.name + ":scales"] = self.namer.fresh("fp8_e4m3_values")
+                args.append(Arg(self.tables[tensor.name + ":scales"], "table", "fp8_e4m3"))
         for scalar in k.scalars:
             args.append(Arg(self.names[scalar.name], "scalar", scalar.name))
         for d in k.dims:

@@ -66,8 +66,9 @@ class _Builder(ExprTyper):
                 self.params[p.name] = ir.PackedParam(p.name, extents, dt.i32, p.span, format=p.dtype,
                                                      bits=formats.get(p.dtype).bits,
                                                      signed=p.dtype.startswith("int"),
-                                                     table=p.dtype in TABLE_FORMATS | MX_FORMATS,
-                                                     e8m0_scales=p.dtype in MX_FORMATS)
+                                                     table=p.dtype in TABLE_FORMATS | MX_FORMATS | {"nvfp4"},
+                                                     e8m0_scales=p.dtype in MX_FORMATS,
+                                                     e4m3_scales=p.dtype == "nvfp4")
                 continue
             dtype = dt.DTYPES.get(p.dtype) or bindings[p.dtype]
             if p.kind == "tensor":
@@ -315,14 +316,16 @@ class _Builder(ExprTyper):
                                      hint="one row per row of the packed tensor, one column per group along K")
         if zero is not None and not zero.dtype.is_int:
             raise TileTypeError(f"zero points '{zero.name}' must be integers (u8), not {zero.dtype.name}", span)
-        if scale is not None and param.e8m0_scales and scale.dtype != dt.u8:
-            raise TileTypeError(f"MX scales '{scale.name}' are e8m0 codes (u8), not {scale.dtype.name}", span)
-        if scale is not None and not param.e8m0_scales and not scale.dtype.is_float:
+        coded = param.e8m0_scales or param.e4m3_scales
+        if scale is not None and coded and scale.dtype != dt.u8:
+            raise TileTypeError(f"{param.format} scales '{scale.name}' are 8-bit codes (u8), not {scale.dtype.name}",
+                                span)
+        if scale is not None and not coded and not scale.dtype.is_float:
             raise TileTypeError(f"scales '{scale.name}' must be floats, not {scale.dtype.name}", span)
         if zero is not None and (param.signed or param.table):
             raise TileTypeError(f"'{param.name}' holds {'float' if param.table else 'signed'} codes; it takes no "
                                 "zero points", span, hint="pass None for the zero points")
-        if param.table and (scale is None or param.e8m0_scales):
+        if param.table and (scale is None or coded):
             dtype = dt.f32  # element values (times a power-of-two MX scale): f32, cast as needed
         else:
             dtype = scale.dtype if scale is not None else (dt.i8 if param.signed else dt.u8)

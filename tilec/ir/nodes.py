@@ -43,6 +43,7 @@ class PackedParam(TensorParam):
     signed: bool = False
     table: bool = False  # codes decode through the format's value table (minifloats, codebooks, MX elements)
     e8m0_scales: bool = False  # MX: scales are e8m0 codes (2 ** (code - 127)), blocks of 32
+    e4m3_scales: bool = False  # nvfp4: scales are fp8_e4m3 codes, blocks of 16 (times a tensor scale in the spec)
 
 
 @dataclass(frozen=True)

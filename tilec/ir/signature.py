@@ -117,7 +117,7 @@ def _param(p: ast.Param, dims: list[str], dtype_vars: list[str]) -> ParamSpec:
                             hint="e.g. Tensor[N, f16]")
     *dim_nodes, dtype_node = ann.indices
     packed = isinstance(dtype_node, ast.Name) and (
-        _PACKED.match(dtype_node.id) is not None or dtype_node.id in TABLE_FORMATS | MX_FORMATS)
+        _PACKED.match(dtype_node.id) is not None or dtype_node.id in TABLE_FORMATS | MX_FORMATS | {"nvfp4"})
     if packed and len(dim_nodes) != 2:
         raise TileTypeError(f"packed tensor '{p.name}' must be 2-D [rows, K], packed along K", ann.span,
                             hint="e.g. w: Tensor[N, K, uint4]")

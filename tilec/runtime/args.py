@@ -128,7 +128,8 @@ def _packed(name: str, fmt: str, value: Any, span: Any) -> tuple[Any, tuple[int,
     if not isinstance(value, QTensor):
         raise ArgumentError(f"'{name}' is a packed {fmt} tensor: pass a tilec.QTensor, got {type(value).__name__}",
                             span, hint=f"tilec.quantize(weight, '{fmt}', group_size=...)")
-    scheme = "affine" if fmt.startswith(("int", "uint")) else "mx" if fmt.startswith("mx") else "scaled"
+    scheme = ("affine" if fmt.startswith(("int", "uint")) else "mx" if fmt.startswith("mx")
+              else "nvfp4" if fmt == "nvfp4" else "scaled")
     if value.format != fmt or value.scheme != scheme:
         raise ArgumentError(f"'{name}' expects {fmt} codes ({scheme} scheme), got {value.format} ({value.scheme})",
                             span)

@@ -210,6 +210,8 @@ def value_table(fmt: str, device: Any) -> Any:
         found = formats.get(fmt)
         if isinstance(found, formats.MXFormat):  # MX elements carry an implicit 2**element_exp (mxint8: 2**-6)
             values = found.element.values() * 2.0**found.element_exp
+        elif isinstance(found, formats.NVFP4Format):
+            values = found.element.values()
         else:
             values = found.values()  # type: ignore[union-attr]
         _TABLES[key] = values.to(device)
