@@ -85,7 +85,7 @@ def test_no_access_outside_the_tensors(path: Path, sizes: dict[str, int]) -> Non
             if not is_output:
                 env[p.name] = views[p.name].double()
         before = {name: buf.clone() for name, buf in buffers.items()}
-        kernel(**views, **scalars, schedule={"m": 16, "n": 16, "k": 16} if "k" in kernel.ir().tile_vars() else None)
+        kernel(**views, **scalars, schedule={"m": 16, "n": 16, "k": 32} if "k" in kernel.ir().tile_vars() else None)
         env.update({k: float(v) for k, v in {**scalars, **dims}.items()})
         env.update(dtypes)
         expected = evaluate(example.body, env)

@@ -97,8 +97,9 @@ def make_inputs(kernel: Kernel, dims: Mapping[str, int], dtypes: Mapping[str, dt
             tensors[p.name] = torch.full(shape, fill, dtype=torch_dtype, device=device)
         elif dtype.is_float:
             tensors[p.name] = torch.randn(shape, generator=gen, dtype=torch.float64).to(torch_dtype).to(device)
-        else:
-            tensors[p.name] = torch.randint(-8, 8, shape, generator=gen).to(torch_dtype).to(device)
+        else:  # small integers: products of them stay in f16's range with random-normal scales
+            lo, hi = (0, 2) if dtype.name == "bool" else (-8, 8)
+            tensors[p.name] = torch.randint(lo, hi, shape, generator=gen).to(torch_dtype).to(device)
     return tensors
 
 

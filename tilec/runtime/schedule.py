@@ -26,14 +26,20 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
 
 
-def dot_tiles(kernel: ir.Kernel) -> set[str]:
-    """Tile variables that index an operand of a matrix product."""
-    names: set[str] = set()
+def dot_tiles(kernel: ir.Kernel) -> dict[str, int]:
+    """Tile variables that index an operand of a matrix product, each with the smallest block the
+    matrix instructions accept (16; 32 along K for 8-bit operands; see passes/tiling.py)."""
+    names: dict[str, int] = {}
     for stmt in ir.walk_stmts(kernel.body.body):
         if isinstance(stmt, (ir.Assign, ir.Store)):
             for e in ir.walk_exprs(stmt.value):
                 if isinstance(e, ir.Dot):
-                    names |= {a.name for a in e.a.type.axes + e.b.type.axes if a.kind == "tile"}
+                    for a in e.a.type.axes + e.b.type.axes:
+                        if a.kind == "tile":
+                            names[a.name] = max(names.get(a.name, 16), 16)
+                    k = e.a.type.axes[1]
+                    if k.kind == "tile" and e.a.type.dtype.bits == 8:
+                        names[k.name] = 32
     return names
 
 
@@ -48,7 +54,7 @@ def default_schedule(kernel: ir.Kernel, dim_values: Mapping[str, int], target: s
     for name, tv in tiles.items():
         size = int(tv.extent.subs({s: dim_values.get(s.name, 1) for s in tv.extent.free_symbols}))
         if name in in_dot:
-            blocks[name] = max(16, min(64, _pow2_at_least(size)))
+            blocks[name] = max(in_dot[name], min(64, _pow2_at_least(size)))
         else:
             budget = max(1, 4096 // row_elems)
             blocks[name] = _pow2_at_most(size, budget if row_elems > 1 else 1024)
