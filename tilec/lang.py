@@ -28,7 +28,7 @@ def symbols(names: str) -> tuple[_Anything, ...]:
 
 
 Tensor = _Anything("Tensor")
-f16, bf16, f32, f64, i8, i16, i32, i64, u8 = (_Anything(n) for n in ("f16", "bf16", "f32", "f64", "i8", "i16",
-                                                                       "i32", "i64", "u8"))
-assert set(DTYPES) - {"bool"} == {"f16", "bf16", "f32", "f64", "i8", "i16", "i32", "i64", "u8"}
-__all__ = ["Tensor", "bf16", "f16", "f32", "f64", "i8", "i16", "i32", "i64", "symbols", "u8"]
+f16, bf16, f32, f64, i8, i16, i32, i64, u8, f8e4m3, f8e5m2 = (
+    _Anything(n) for n in ("f16", "bf16", "f32", "f64", "i8", "i16", "i32", "i64", "u8", "f8e4m3", "f8e5m2"))
+assert set(DTYPES) - {"bool"} == {"f16", "bf16", "f32", "f64", "i8", "i16", "i32", "i64", "u8", "f8e4m3", "f8e5m2"}
+__all__ = ["Tensor", "bf16", "f8e4m3", "f8e5m2", "f16", "f32", "f64", "i8", "i16", "i32", "i64", "symbols", "u8"]

@@ -201,3 +201,28 @@ def test_every_tensor_dtype_loads_computes_and_stores(name: str) -> None:
     k(x, y)
     ref = (x | (x & x)) if name == "bool" else x * 3 + x
     assert torch.equal(y, ref)
+
+
+@pytest.mark.parametrize("fp8", ["f8e4m3", "f8e5m2"])
+def test_fp8_products_arithmetic_and_cast_limits(fp8: str) -> None:
+    torch_fp8 = {"f8e4m3": torch.float8_e4m3fn, "f8e5m2": torch.float8_e5m2}[fp8]
+    k = tilec.compile(f"def k(a: Tensor[M, K, {fp8}], b: Tensor[N, K, {fp8}], c: Tensor[M, N, f32],\n"
+                      f"      d: Tensor[M, K, f32]):\n"
+                      "    for m, n in tiles(M, N):\n"
+                      "        acc = zeros([m, n], f32)\n"
+                      "        for k in tiles(K):\n"
+                      "            acc += a[m, k] @ b[n, k].T\n"
+                      "            d[m, k] = a[m, k] * 2.0 + exp(a[m, k])\n"  # fp8 arithmetic happens in f32
+                      "        c[m, n] = acc\n").k
+    a = torch.randn(9, 70).to(torch_fp8)  # encoded on the host, exactly as torch rounds
+    b = torch.randn(21, 70).to(torch_fp8)
+    c, d = torch.full((9, 21), float("nan")), torch.full((9, 70), float("nan"))
+    k(a, b, c, d, schedule={"m": 16, "n": 16, "k": 32})
+    ref = a.double() @ b.double().T
+    assert ((c.double() - ref).abs().max() / ref.abs().max()).item() < 1e-6
+    assert torch.allclose(d, a.float() * 2 + torch.exp(a.float()), rtol=1e-6, atol=4e-6)  # f32 rounding, |d| <= 20
+    store = tilec.compile(f"def s(x: Tensor[N, f32], y: Tensor[N, {fp8}]):\n"
+                          "    for n in tiles(N):\n        y[n] = x[n]\n").s
+    with pytest.raises(tilec.BackendError, match="not exact in Triton's CPU interpreter") as info:
+        store(torch.randn(8), torch.zeros(8).to(torch_fp8))
+    assert info.value.span is not None and info.value.span.line == 3

@@ -60,6 +60,7 @@ def compile_for_gpu(compiled: Any, target: str, dims: Mapping[str, int] | None =
         raise BackendError(f"unknown target '{target}'", hint="targets: " + ", ".join(TARGETS))
     gen = compiled.generated
     kernel: ir.Kernel = compiled.lowered.kernel
+    _check_target(kernel, target)
     fn = load(gen.source, gen.abi.fn_name)
     strides = _contiguous_strides(kernel, dims) if dims else {}
     signature: dict[str, str] = {}
@@ -92,6 +93,14 @@ def compile_for_gpu(compiled: Any, target: str, dims: Mapping[str, int] | None =
         raise BackendError(f"Triton could not compile {gen.abi.fn_name} for {target}: {exc}") from None
     asm = {stage: result.asm[stage] for stage in STAGES if stage in result.asm}
     return Artifacts(target, asm, int(getattr(result.metadata, "shared", 0)))
+
+
+def _check_target(kernel: ir.Kernel, target: str) -> None:
+    """Limits tilec knows before Triton does: e4m3 fp8 exists from sm_89 (Ada, Hopper) on."""
+    fp8 = [p.name for p in kernel.tensors if p.dtype.name == "f8e4m3"]
+    if fp8 and TARGETS[target] < 89:
+        raise BackendError(f"{kernel.name} uses f8e4m3 ({', '.join(fp8)}), which needs sm_89 or newer, not {target}",
+                           kernel.span, hint="compile for sm_90 (or use f8e5m2, which sm_80 lacks too for products)")
 
 
 def _contiguous_strides(kernel: ir.Kernel, dims: Mapping[str, int]) -> dict[tuple[str, int], int]:

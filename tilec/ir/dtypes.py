@@ -26,6 +26,11 @@ class DType:
         return self.kind in ("int", "uint")
 
     @property
+    def is_fp8(self) -> bool:
+        """8-bit floats: storage and matrix-product operands only; arithmetic on them happens in f32."""
+        return self.kind == "float" and self.bits == 8
+
+    @property
     def is_half(self) -> bool:
         """16-bit floats: math on them is computed in f32 and rounded back."""
         return self.kind == "float" and self.bits == 16
@@ -45,8 +50,10 @@ i32 = _d("i32", "tl.int32", "int32", "i32", 32, "int")
 i64 = _d("i64", "tl.int64", "int64", "i64", 64, "int")
 u8 = _d("u8", "tl.uint8", "uint8", "u8", 8, "uint")
 boolean = _d("bool", "tl.int1", "bool", "i1", 1, "bool")
+f8e4m3 = _d("f8e4m3", "tl.float8e4nv", "float8_e4m3fn", "fp8e4nv", 8, "float")  # OCP e4m3 "fn": max 448
+f8e5m2 = _d("f8e5m2", "tl.float8e5", "float8_e5m2", "fp8e5", 8, "float")
 
-DTYPES: dict[str, DType] = {d.name: d for d in (f16, bf16, f32, f64, i8, i16, i32, i64, u8, boolean)}
+DTYPES: dict[str, DType] = {d.name: d for d in (f16, bf16, f32, f64, i8, i16, i32, i64, u8, boolean, f8e4m3, f8e5m2)}
 BY_TORCH_NAME: dict[str, DType] = {d.torch_name: d for d in DTYPES.values()}
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 MATH_UNARY = frozenset({"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "silu", "gelu", "sigmoid", "tanh"})
 MATH_BINARY = frozenset({"maximum", "minimum"})
 REDUCTIONS = frozenset({"sum", "max", "min", "mean"})
-DOT_DTYPES = (dt.f16, dt.bf16, dt.f32, dt.i8)
+DOT_DTYPES = (dt.f16, dt.bf16, dt.f32, dt.i8, dt.f8e4m3, dt.f8e5m2)
 _ARITH = frozenset({"+", "-", "*", "/", "//", "%"})
 _BITWISE = frozenset({"&", "|", "^", "<<", ">>"})
 _CMP = frozenset({"<", "<=", ">", ">=", "==", "!="})
@@ -158,6 +158,8 @@ class ExprTyper:
 
     def binary(self, op: str, a: ir.Expr, b: ir.Expr, span: Span) -> ir.Expr:
         axes, dtype = self._common(a, b, span)
+        if dtype.is_fp8:  # no fp8 arithmetic on the hardware: compute in f32
+            dtype = dt.f32
         if op in _BITWISE:
             if dtype.is_float:
                 raise TileTypeError(f"'{op}' needs integer or boolean operands, not {a.type} and {b.type}", span,
@@ -192,7 +194,7 @@ class ExprTyper:
         if any(ax.kind == "one" for ax in a.type.axes + b.type.axes):
             raise TileShapeError("'@' needs tiles without broadcast (size 1) axes", span)
         if a.type.dtype != b.type.dtype or a.type.dtype not in DOT_DTYPES:
-            raise TileTypeError(f"'@' needs two operands of one type among f16, bf16, f32, i8; "
+            raise TileTypeError(f"'@' needs two operands of one type among f16, bf16, f32, i8, f8e4m3, f8e5m2; "
                                 f"got {a.type.dtype.name} and {b.type.dtype.name}", span,
                                 hint=f"cast both, e.g. (x).to({a.type.dtype.name}) @ y")
         out = dt.i32 if a.type.dtype == dt.i8 else dt.f32
@@ -291,6 +293,8 @@ class ExprTyper:
                 raise TileTypeError(f"{fn}() needs numbers, not booleans", span)
             return ir.Math(fn, tuple(self._convert(a, dtype) for a in args), TileType(axes, dtype), span)
         (x,) = args
+        if x.type.dtype.is_fp8:
+            x = self._convert(x, dt.f32)
         if fn == "abs" and x.type.dtype.kind in ("int", "float"):
             return ir.Math(fn, args, x.type, span)
         if not x.type.dtype.is_float:
@@ -334,6 +338,8 @@ class ExprTyper:
         reduced = x.type.axes[axis]
         rest = x.type.axes[:axis] + x.type.axes[axis + 1:]
         if fn in ("max", "min"):
+            if x.type.dtype.is_fp8:
+                x = self._convert(x, dt.f32)
             return ir.Reduce(fn, x, axis, TileType(rest, x.type.dtype), node.span)
         if fn == "mean":
             if reduced.kind != "full":
@@ -341,7 +347,7 @@ class ExprTyper:
                                      hint="a tile axis may be partial at the edge; sum per tile and divide yourself")
             x = self._convert(x, dt.f32 if x.type.dtype.bits <= 32 else x.type.dtype)
         acc = x.type.dtype
-        if acc.is_half:
+        if acc.is_half or acc.is_fp8:
             acc = dt.f32
         elif acc.is_int and acc.bits < 32:
             acc = dt.i32
