@@ -4,7 +4,7 @@
 weight ``W`` [out_features, in_features] in an integer format (``uint1``..``uint8`` asymmetric,
 ``int2``..``int8`` symmetric) or a minifloat/codebook format with group scales (``fp4_e2m1``,
 ``fp6_e2m3``, ``fp6_e3m2``, ``fp8_e4m3``, ``fp8_e5m2``, ``nf4``) or an OCP MX format (``mxfp4``...``mxint8``,
-e8m0 scales), like ``torch.nn.functional.linear``.
+e8m0 scales) or ``nvfp4``, like ``torch.nn.functional.linear``.
 It goes through the torch op ``torch.ops.tilec.linear_packed`` (the QTensor's tensors are its
 arguments), so it works under ``torch.compile(fullgraph=True)``.  The kernel is a tile-language spec
 (the same as examples/w4a16.tile, with the format and the epilogue filled in), compiled once per variant.
@@ -26,11 +26,11 @@ from tilec.runtime.kernel import Kernel
 
 _SPEC = """
 def linear(x: Tensor[M, K, T], w: Tensor[N, K, {fmt}], scale: Tensor[N, G, {scale_type}], {zero_param}{bias_param}
-           out: Tensor[M, N, T], group: i32):
+           out: Tensor[M, N, T], group: i32, tensor_scale: f32):
     for m, n in tiles(M, N):
         acc = zeros([m, n], f32)
         for k in tiles(K):
-            acc += x[m, k] @ dequantize(w[n, k], scale, {zero}, group){cast}.T
+            acc += x[m, k] @ {weight}.T
         out[m, n] = {result}.to(T)
 """
 _FORMAT = re.compile(r"u?int[1-8]\Z")
@@ -38,39 +38,48 @@ _KERNELS: dict[tuple[str, bool], Kernel] = {}
 
 
 def _kernel(fmt: str, has_bias: bool) -> Kernel:
-    if not (_FORMAT.match(fmt) or fmt in TABLE_FORMATS | MX_FORMATS):  # the only spec text: validated names
+    if not (_FORMAT.match(fmt) or fmt in TABLE_FORMATS | MX_FORMATS | {"nvfp4"}):  # the only spec text: validated
         raise ArgumentError(f"tilec.ops.linear supports uint1..uint8, int2..int8 and "
-                            f"{', '.join(sorted(TABLE_FORMATS | MX_FORMATS))}, not '{fmt}'")
+                            f"{', '.join(sorted(TABLE_FORMATS | MX_FORMATS | {'nvfp4'}))}, not '{fmt}'")
     key = (fmt, has_bias)
     if key not in _KERNELS:
         signed = not fmt.startswith("uint")  # signed ints and float formats take no zero points
-        mx = fmt in MX_FORMATS
+        coded = fmt in MX_FORMATS or fmt == "nvfp4"  # scales are 8-bit codes; values come out in f32
+        weight = "dequantize(w[n, k], scale, {zero}, group)"
+        if fmt == "nvfp4":
+            weight = f"({weight} * tensor_scale).to(T)"
+        elif coded:
+            weight = f"{weight}.to(T)"
         text = _SPEC.format(
-            fmt=fmt, scale_type="u8" if mx else "T", cast=".to(T)" if mx else "",
+            fmt=fmt, scale_type="u8" if coded else "T", weight=weight,
             zero_param="" if signed else "zero: Tensor[N, G, u8], ",
-            bias_param="bias: Tensor[N, T], " if has_bias else "", zero="None" if signed else "zero",
-            result="(acc + bias[n])" if has_bias else "acc")
+            bias_param="bias: Tensor[N, T], " if has_bias else "", result="(acc + bias[n])" if has_bias else "acc",
+        ).replace("{zero}", "None" if signed else "zero")
         _KERNELS[key] = compile_spec(text, name=f"<tilec.ops.linear {fmt}>").linear
     return _KERNELS[key]
 
 
 @torch.library.custom_op("tilec::linear_packed", mutates_args=())
 def linear_packed(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
-                  bias: torch.Tensor | None, format: str, group: int, in_features: int) -> torch.Tensor:  # noqa: A002
+                  bias: torch.Tensor | None, format: str, group: int, in_features: int,  # noqa: A002
+                  tensor_scale: float = 1.0) -> torch.Tensor:
     """``x [M, K] @ W.T`` for ``W`` given as its packed words, group scales and (uintB) zero points."""
     kernel = _kernel(format, bias is not None)
-    scheme = "affine" if format.startswith(("int", "uint")) else "mx" if format in MX_FORMATS else "scaled"
+    scheme = ("affine" if format.startswith(("int", "uint")) else "mx" if format in MX_FORMATS
+              else "nvfp4" if format == "nvfp4" else "scaled")
     bits = int(kernel.ir().param("w").bits)  # type: ignore[union-attr]
-    qt = QTensor(format, scheme, (words.shape[0], in_features), group, PackedLayout(bits), (words,), scales, zeros)
+    qt = QTensor(format, scheme, (words.shape[0], in_features), group, PackedLayout(bits), (words,), scales, zeros,
+                 torch.tensor(tensor_scale) if scheme == "nvfp4" else None)
     out = torch.empty(x.shape[0], words.shape[0], dtype=x.dtype, device=x.device)
     args: list[Any] = [x, qt, scales] + ([zeros] if format.startswith("uint") else [])
-    kernel(*args, *([bias] if bias is not None else []), out, group)
+    kernel(*args, *([bias] if bias is not None else []), out, group, tensor_scale)
     return out
 
 
 @linear_packed.register_fake
 def _(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
-      bias: torch.Tensor | None, format: str, group: int, in_features: int) -> torch.Tensor:  # noqa: A002
+      bias: torch.Tensor | None, format: str, group: int, in_features: int,  # noqa: A002
+      tensor_scale: float = 1.0) -> torch.Tensor:
     return x.new_empty(x.shape[0], words.shape[0])
 
 
@@ -79,7 +88,7 @@ def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None) 
 
     The weight's scales are used in x's dtype (converted if they were stored in another).
     """
-    if not isinstance(qweight, QTensor) or qweight.scheme not in ("affine", "scaled", "mx"):
+    if not isinstance(qweight, QTensor) or qweight.scheme not in ("affine", "scaled", "mx", "nvfp4"):
         raise ArgumentError("tilec.ops.linear takes a QTensor in an integer, minifloat/codebook or MX format",
                             hint="tilec.quantize(weight, 'uint4', group_size=128)")
     out_features, in_features = qweight.shape
@@ -90,7 +99,9 @@ def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None) 
     if bias is not None and (bias.shape != (out_features,) or bias.dtype != x.dtype):
         raise ArgumentError(f"bias must be [{out_features}] of {x.dtype}, got {tuple(bias.shape)} {bias.dtype}")
     rows = x.reshape(-1, in_features)
-    scales = qweight.scales if qweight.scheme == "mx" else qweight.scales.to(x.dtype)  # MX: e8m0 codes
+    coded = qweight.scheme in ("mx", "nvfp4")  # scales are e8m0 / e4m3 codes, used as they are
+    scales = qweight.scales if coded else qweight.scales.to(x.dtype)
+    tensor_scale = float(qweight.tensor_scale) if qweight.tensor_scale is not None else 1.0
     out = torch.ops.tilec.linear_packed(rows, qweight.packed[0], scales, qweight.zeros, bias, qweight.format,
-                                        qweight.group_size, in_features)
+                                        qweight.group_size, in_features, tensor_scale)
     return out.reshape(*x.shape[:-1], out_features)
