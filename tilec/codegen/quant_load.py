@@ -8,9 +8,10 @@ describes, and the host packer executes) a tile ``w[n, k]`` becomes::
     code = (word_lo >> shift) [| word_hi << (32 - shift) where the code crosses a word]  & (2**B - 1)
     value = (code - zero[n, k // group]) * scale[n, k // group]      (0 in padding lanes)
 
-Widths that divide 32 never cross, so their second load is not emitted.  This first version gathers
-one word per element (a word is fetched once per code it holds, from cache); loading each word once
-and unpacking in registers is the layout pass's job (docs/architecture.md, "What is next").
+Widths that divide 32 (1, 2, 4, 8 bits) never cross: the tile's words are loaded once and unpacked in
+registers (shift by ``j * B``, mask, reshape), when the K block holds whole words.  Other widths gather
+the word (and, for codes that cross, the next word) per code.  Choosing the packed order so the unpacked
+tile lands in the dot operand's register layout is the layout pass's job (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -41,18 +42,13 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
     bits = param.bits
     name = e.tensor
     em.line(f"# {name}[{row_ix.tile}, {col_ix.tile}]: {param.format} codes, {bits}-bit fields of 32-bit words")
-    bit = em.bind(f"{cols} * {bits}", f"{name}_bit")
-    word = em.bind(f"{bit} >> 5", f"{name}_word")
-    shift = em.bind(f"({bit} & 31).to(tl.uint32)", f"{name}_shift")
     row = _row(em, e.tensor, rows)
-    lo = em.bind(f"tl.load({row} + {word}[None, :]{masked}).to(tl.uint32, bitcast=True)", f"{name}_lo")
-    codes = f"({lo} >> {shift}[None, :])"
-    if 32 % bits:
-        spill = em.bind(f"{shift} > {32 - bits}", f"{name}_crosses")
-        hi_mask = f"{mask} & {spill}[None, :]" if mask else f"{spill}[None, :]"
-        hi = em.bind(f"tl.load({row} + ({word} + 1)[None, :], mask={hi_mask}, other=0).to(tl.uint32, bitcast=True)",
-                     f"{name}_hi")
-        codes = f"({codes} | tl.where({spill}[None, :], {hi} << ((32 - {shift}) & 31)[None, :], 0))"
+    tv = em.kernel.tile_vars()[col_ix.tile]
+    per_word = 32 // bits if 32 % bits == 0 else 0
+    if per_word and tv.block is not None and tv.block % per_word == 0:
+        codes = _unpack_whole_words(em, e, param, row, tv, per_word)
+    else:
+        codes = _gather_codes(em, e, param, row, cols, mask, masked)
     code = em.bind(f"({codes} & {(1 << bits) - 1}).to(tl.int32)", f"{name}_codes")
     if param.signed:  # two's complement in the low bits: sign-extend
         code = em.bind(f"({code} ^ {1 << (bits - 1)}) - {1 << (bits - 1)}", f"{name}_signed")
@@ -91,3 +87,39 @@ def _grouped(em: Emitter, tensor: str, rows: str, group: str) -> str:
     col_stride = em.strides.get((tensor, 1))
     col = f"{group}[None, :]" + (f" * {col_stride}" if col_stride else "")
     return f"{_row(em, tensor, rows)} + {col}"
+
+
+def _unpack_whole_words(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, row: str, tv: ir.TileVar,
+                        per_word: int) -> str:
+    """Widths dividing 32: load the tile's words once ([rows, BLOCK_K / per_word]) and unpack in registers:
+    field j of word w is code w * per_word + j, so a row-major reshape restores the code order."""
+    name, bits = e.tensor, param.bits
+    assert tv.block is not None
+    words = tv.block // per_word
+    offs_w = em.bind(f"{em.tile_index[tv.name]} * {words} + tl.arange(0, {words})", f"{name}_word")
+    total = em.bind(f"({em.extent(tv.extent)} * {bits} + 31) // 32", f"{name}_words_per_row")
+    row_ix = e.index[0]
+    assert isinstance(row_ix, ir.TileIndex)
+    row_mask = f"{em.masks[row_ix.tile]}[:, None] & " if row_ix.needs_mask else ""
+    packed = em.bind(f"tl.load({row} + {offs_w}[None, :], mask={row_mask}({offs_w} < {total})[None, :], other=0)"
+                     f".to(tl.uint32, bitcast=True)", f"{name}_words")
+    fields = em.bind(f"(tl.arange(0, {per_word}) * {bits}).to(tl.uint32)", f"{name}_fields")
+    return f"tl.reshape({packed}[:, :, None] >> {fields}[None, None, :], ({em.block(e.type.axes[0])}, {tv.block}))"
+
+
+def _gather_codes(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, row: str, cols: str, mask: str,
+                  masked: str) -> str:
+    """Any width: fetch the word (and, for a code crossing a word boundary, the next one) for every code."""
+    name, bits = e.tensor, param.bits
+    bit = em.bind(f"{cols} * {bits}", f"{name}_bit")
+    word = em.bind(f"{bit} >> 5", f"{name}_word")
+    shift = em.bind(f"({bit} & 31).to(tl.uint32)", f"{name}_shift")
+    lo = em.bind(f"tl.load({row} + {word}[None, :]{masked}).to(tl.uint32, bitcast=True)", f"{name}_lo")
+    codes = f"({lo} >> {shift}[None, :])"
+    if 32 % bits:
+        spill = em.bind(f"{shift} > {32 - bits}", f"{name}_crosses")
+        hi_mask = f"{mask} & {spill}[None, :]" if mask else f"{spill}[None, :]"
+        hi = em.bind(f"tl.load({row} + ({word} + 1)[None, :], mask={hi_mask}, other=0).to(tl.uint32, bitcast=True)",
+                     f"{name}_hi")
+        codes = f"({codes} | tl.where({spill}[None, :], {hi} << ((32 - {shift}) & 31)[None, :], 0))"
+    return codes

@@ -61,6 +61,7 @@ class Emitter:
         self.namer = Namer()
         self.names: dict[str, str] = {}  # user names (params, dims, variables) -> code names
         self.offsets: dict[str, str] = {}  # tile variable -> its offsets vector
+        self.tile_index: dict[str, str] = {}  # tile variable -> its tile number (program or loop index)
         self.masks: dict[str, str] = {}  # tile variable or full dimension -> its mask vector
         self.full_offsets: dict[str, str] = {}
         self.blocks: dict[str, str] = {}  # tile variable / full dimension -> constexpr name
@@ -182,6 +183,7 @@ class Emitter:
         start = f"{index}.to(tl.int64) * {block}" if self.int64 else f"{index} * {block}"
         self.line(f"{offs} = {start} + tl.arange(0, {block})")
         self.offsets[tv.name] = offs
+        self.tile_index[tv.name] = index
         if tv.name not in self.facts.divisible:
             mask = self.namer.fresh(f"mask_{tv.name}")
             self.line(f"{mask} = {offs} < {self.extent(tv.extent)}")
