@@ -175,7 +175,7 @@ def _dot(em: Emitter, e: ir.Expr) -> str:
         args.append(arg(em, e.acc))
     if e.a.type.dtype == dt.f32:
         args.append('input_precision="ieee"')  # f32 means f32: no silent tf32
-    if e.type.dtype == dt.i32 and e.acc is None:
+    if e.type.dtype == dt.i32:  # Triton 3.6 assumes f32 even with an int32 accumulator: say it
         args.append("out_dtype=tl.int32")
     return f"tl.dot({', '.join(args)})"
 
