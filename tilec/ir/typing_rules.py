@@ -18,6 +18,7 @@ Rules, in short (docs/language.md has the full table):
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from tilec.errors import Span, TileShapeError, TileSyntaxError, TileTypeError
@@ -48,19 +49,26 @@ def _span(node: object) -> Span:
     return span
 
 
-class ExprTyper:
-    """Expression half of the checker; the statement half (:class:`_Builder`) provides
+class ExprTyper(ABC):
+    """Expression half of the checker; the statement half (:class:`tilec.ir.build._Builder`) provides
     name, dtype, index and view resolution."""
 
-    # provided by the builder
-    def name(self, node: ast.Name) -> ir.Expr: raise NotImplementedError  # pragma: no cover
-    def dtype(self, node: ast.Expr) -> dt.DType: raise NotImplementedError  # pragma: no cover
-    def load_or_view(self, node: ast.Subscript) -> ir.Expr: raise NotImplementedError  # pragma: no cover
     tiles: dict[str, ir.TileVar]
     dims: dict[str, sympy.Symbol]
     params: dict[str, ir.Param]
+
+    @abstractmethod
+    def name(self, node: ast.Name) -> ir.Expr: ...
+
+    @abstractmethod
+    def dtype(self, node: ast.Expr) -> dt.DType: ...
+
+    @abstractmethod
+    def load_or_view(self, node: ast.Subscript) -> ir.Expr: ...
+
+    @abstractmethod
     def quant_load(self, node: ast.Subscript, scale: ir.TensorParam | None, zero: ir.TensorParam | None,
-                   group: ir.Expr | None, span: Span) -> ir.QuantLoad: raise NotImplementedError  # pragma: no cover
+                   group: ir.Expr | None, span: Span) -> ir.QuantLoad: ...
 
     # ------------------------------------------------------------------ entry
     def expr(self, node: ast.Expr) -> ir.Expr:
