@@ -47,15 +47,16 @@ def main() -> None:
             dims, dtypes, scalars = example_values(kernel, example)
             sizes = {**dims, **{k: v.name for k, v in dtypes.items()}}
 
-            def compile_once(name: str = example.kernel) -> None:
-                tilec.compile(text, name=path.name).kernels[name].triton_code(**sizes)
+            def compile_once(name: str = example.kernel, text: str = text, spec: str = path.name,
+                             sizes: dict = sizes) -> None:  # type: ignore[type-arg]
+                tilec.compile(text, name=spec).kernels[name].triton_code(**sizes)
 
             compile_ms = median_ms(compile_once)
-            tensors = make_inputs(kernel, dims, dtypes, "cpu")
+            tensors = make_inputs(kernel, dims, dtypes, "cpu", scalars=scalars)
             kernel(**tensors, **scalars)
 
-            def bind_and_lookup() -> None:
-                bound = argbind.bind(kernel.signature, (), {**tensors, **scalars}, kernel.outputs)
+            def bind_and_lookup(kernel: tilec.Kernel = kernel, values: dict = {**tensors, **scalars}) -> None:  # noqa: B006
+                bound = argbind.bind(kernel.signature, (), values, kernel.outputs)
                 kernel._for_launch(bound, None)
 
             overhead_us = 1e3 * median_ms(bind_and_lookup, 300)
