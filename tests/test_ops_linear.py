@@ -28,6 +28,20 @@ def test_linear_matches_dequantised_reference(fmt: str, with_bias: bool) -> None
     assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
 
 
+@pytest.mark.parametrize("activation", ["silu", "gelu", "relu"])
+def test_fused_activation_epilogue(activation: str) -> None:
+    gen = torch.Generator().manual_seed(2)
+    qt = tilec.quantize(torch.randn(40, 64, generator=gen), "uint4", group_size=32)
+    x, bias = torch.randn(6, 64, generator=gen).half(), torch.randn(40, generator=gen).half()
+    out = tilec.ops.linear(x, qt, bias, activation=activation)
+    pre = _ref(x, qt, bias)
+    act = {"silu": torch.nn.functional.silu, "gelu": torch.nn.functional.gelu, "relu": torch.relu}[activation]
+    ref = act(pre)
+    assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
+    with pytest.raises(tilec.ArgumentError, match="unknown activation"):
+        tilec.ops.linear(x, qt, activation="tanh!")
+
+
 def test_linear_under_torch_compile_and_as_module() -> None:
     lin = torch.nn.Linear(64, 40).half()
     qlin = tilec.nn.QuantLinear.from_linear(lin, "uint4", group_size=32)

@@ -34,14 +34,17 @@ def linear(x: Tensor[M, K, T], w: Tensor[N, K, {fmt}], scale: Tensor[N, G, {scal
         out[m, n] = {result}.to(T)
 """
 _FORMAT = re.compile(r"u?int[1-8]\Z")
-_KERNELS: dict[tuple[str, bool], Kernel] = {}
+_ACTIVATIONS = {None: "{}", "silu": "silu({})", "gelu": "gelu({})", "relu": "maximum({}, 0.0)"}
+_KERNELS: dict[tuple[str, bool, str | None], Kernel] = {}
 
 
-def _kernel(fmt: str, has_bias: bool) -> Kernel:
+def _kernel(fmt: str, has_bias: bool, activation: str | None = None) -> Kernel:
     if not (_FORMAT.match(fmt) or fmt in TABLE_FORMATS | MX_FORMATS | {"nvfp4"}):  # the only spec text: validated
         raise ArgumentError(f"tilec.ops.linear supports uint1..uint8, int2..int8 and "
                             f"{', '.join(sorted(TABLE_FORMATS | MX_FORMATS | {'nvfp4'}))}, not '{fmt}'")
-    key = (fmt, has_bias)
+    if activation not in _ACTIVATIONS:
+        raise ArgumentError(f"unknown activation '{activation}'", hint="one of: silu, gelu, relu, or None")
+    key = (fmt, has_bias, activation)
     if key not in _KERNELS:
         signed = not fmt.startswith("uint")  # signed ints and float formats take no zero points
         coded = fmt in MX_FORMATS or fmt == "nvfp4"  # scales are 8-bit codes; values come out in f32
@@ -53,7 +56,8 @@ def _kernel(fmt: str, has_bias: bool) -> Kernel:
         text = _SPEC.format(
             fmt=fmt, scale_type="u8" if coded else "T", weight=weight,
             zero_param="" if signed else "zero: Tensor[N, G, u8], ",
-            bias_param="bias: Tensor[N, T], " if has_bias else "", result="(acc + bias[n])" if has_bias else "acc",
+            bias_param="bias: Tensor[N, T], " if has_bias else "",
+            result="(" + _ACTIVATIONS[activation].format("acc + bias[n]" if has_bias else "acc") + ")",
         ).replace("{zero}", "None" if signed else "zero")
         _KERNELS[key] = compile_spec(text, name=f"<tilec.ops.linear {fmt}>").linear
     return _KERNELS[key]
@@ -62,9 +66,9 @@ def _kernel(fmt: str, has_bias: bool) -> Kernel:
 @torch.library.custom_op("tilec::linear_packed", mutates_args=())
 def linear_packed(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
                   bias: torch.Tensor | None, format: str, group: int, in_features: int,  # noqa: A002
-                  tensor_scale: float = 1.0) -> torch.Tensor:
-    """``x [M, K] @ W.T`` for ``W`` given as its packed words, group scales and (uintB) zero points."""
-    kernel = _kernel(format, bias is not None)
+                  tensor_scale: float = 1.0, activation: str | None = None) -> torch.Tensor:
+    """``act(x [M, K] @ W.T + bias)`` for ``W`` given as its packed words, group scales and (uintB) zero points."""
+    kernel = _kernel(format, bias is not None, activation)
     scheme = ("affine" if format.startswith(("int", "uint")) else "mx" if format in MX_FORMATS
               else "nvfp4" if format == "nvfp4" else "scaled")
     bits = int(kernel.ir().param("w").bits)  # type: ignore[union-attr]
@@ -79,12 +83,15 @@ def linear_packed(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, ze
 @linear_packed.register_fake
 def _(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
       bias: torch.Tensor | None, format: str, group: int, in_features: int,  # noqa: A002
-      tensor_scale: float = 1.0) -> torch.Tensor:
+      tensor_scale: float = 1.0, activation: str | None = None) -> torch.Tensor:
     return x.new_empty(x.shape[0], words.shape[0])
 
 
-def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x @ W.T + bias`` for ``x [..., in_features]``; returns ``[..., out_features]`` in x's dtype.
+def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None,
+           activation: str | None = None) -> torch.Tensor:
+    """``activation(x @ W.T + bias)`` for ``x [..., in_features]``; returns ``[..., out_features]`` in x's dtype.
+
+    ``activation`` (None, "silu", "gelu" (exact) or "relu") is fused into the kernel's epilogue.
 
     The weight's scales are used in x's dtype (converted if they were stored in another).
     """
@@ -99,9 +106,10 @@ def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None) 
     if bias is not None and (bias.shape != (out_features,) or bias.dtype != x.dtype):
         raise ArgumentError(f"bias must be [{out_features}] of {x.dtype}, got {tuple(bias.shape)} {bias.dtype}")
     rows = x.reshape(-1, in_features)
+    _kernel(qweight.format, bias is not None, activation)  # validates the format and the activation early
     coded = qweight.scheme in ("mx", "nvfp4")  # scales are e8m0 / e4m3 codes, used as they are
     scales = qweight.scales if coded else qweight.scales.to(x.dtype)
     tensor_scale = float(qweight.tensor_scale) if qweight.tensor_scale is not None else 1.0
     out = torch.ops.tilec.linear_packed(rows, qweight.packed[0], scales, qweight.zeros, bias, qweight.format,
-                                        qweight.group_size, in_features, tensor_scale)
+                                        qweight.group_size, in_features, tensor_scale, activation)
     return out.reshape(*x.shape[:-1], out_features)
