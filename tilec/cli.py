@@ -101,10 +101,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         for example in module.examples:
             known = {k: v for k, v in override.items() if k in module.kernels[example.kernel].signature.dtype_vars}
             rows.extend(run_example(module, example, device, dtypes_override=known))
-    print(f"{'kernel':<28} {'sizes':<28} {'output':<7} {'max rel err':>12} {'tolerance':>10} {'time':>9}  result")
+    print(f"{'kernel':<28} {'sizes':<28} {'output':<7} {'max rel err':>12} {'tolerance':>10} {'warm time':>10}  result")
     for r in rows:
         print(f"{r.kernel:<28} {r.sizes:<28} {r.output:<7} {r.max_rel_err:>12.3e} {r.tolerance:>10.1e} "
-              f"{r.seconds * 1e3:>7.1f}ms  {'ok' if r.ok else 'FAIL'}")
+              f"{r.seconds * 1e3:>8.1f}ms  {'ok' if r.ok else 'FAIL'}")
     print(f"device: {device}" + (" (Triton interpreter)" if device == "cpu" else ""))
     return 0 if rows and all(r.ok for r in rows) else 1
 
