@@ -56,6 +56,17 @@ def test_linear_under_torch_compile_and_as_module() -> None:
     assert "format=uint4" in repr(qlin)
 
 
+@pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4", "nf4"])
+def test_quant_linear_module_for_block_and_table_formats(fmt: str) -> None:
+    """QuantLinear keeps each format's own scheme (MX e8m0 / nvfp4 e4m3 scale codes, nvfp4's tensor scale)."""
+    lin = torch.nn.Linear(64, 40).half()
+    qlin = tilec.nn.QuantLinear.from_linear(lin, fmt, group_size=None if fmt != "nf4" else 32)
+    assert qlin.qweight.scheme == tilec.formats.qtensor.scheme_of(fmt)
+    x = torch.randn(5, 64).half()
+    ref = _ref(x, qlin.qweight, lin.bias.detach())
+    assert ((qlin(x).double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
+
+
 def test_linear_rejects_bad_arguments() -> None:
     qt = tilec.quantize(torch.randn(8, 32), "uint4", group_size=16)
     with pytest.raises(tilec.ArgumentError, match="31 features"):

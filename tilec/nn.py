@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tilec.formats.qtensor import QTensor, quantize
+from tilec.formats.qtensor import QTensor, quantize, scheme_of
 from tilec.ir.packing import PackedLayout
 from tilec.ops import linear
 
@@ -15,6 +15,7 @@ class QuantLinear(torch.nn.Module):
     words: torch.Tensor
     scales: torch.Tensor
     zeros: torch.Tensor | None
+    tensor_scale: torch.Tensor | None
     bias: torch.Tensor | None
 
     def __init__(self, qweight: QTensor, bias: torch.Tensor | None = None):
@@ -24,6 +25,7 @@ class QuantLinear(torch.nn.Module):
         self.register_buffer("words", qweight.packed[0])
         self.register_buffer("scales", qweight.scales)
         self.register_buffer("zeros", qweight.zeros)
+        self.register_buffer("tensor_scale", qweight.tensor_scale)
         self.register_buffer("bias", bias)
 
     @classmethod
@@ -39,9 +41,9 @@ class QuantLinear(torch.nn.Module):
     def qweight(self) -> QTensor:
         from tilec import formats
 
-        scheme = "affine" if self.format.startswith(("int", "uint")) else "scaled"
-        return QTensor(self.format, scheme, (self.out_features, self.in_features), self.group_size,
-                       PackedLayout(formats.get(self.format).bits), (self.words,), self.scales, self.zeros)
+        return QTensor(self.format, scheme_of(self.format), (self.out_features, self.in_features), self.group_size,
+                       PackedLayout(formats.get(self.format).bits), (self.words,), self.scales, self.zeros,
+                       self.tensor_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)

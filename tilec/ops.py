@@ -12,16 +12,15 @@ arguments), so it works under ``torch.compile(fullgraph=True)``.  The kernel is 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
 
 from tilec.api import compile as compile_spec
 from tilec.errors import ArgumentError
-from tilec.formats.qtensor import QTensor
+from tilec.formats.qtensor import QTensor, scheme_of
 from tilec.ir.packing import PackedLayout
-from tilec.ir.signature import MX_FORMATS, TABLE_FORMATS
+from tilec.ir.signature import TABLE_DECODED, is_packed_format
 from tilec.runtime.kernel import Kernel
 
 _SPEC = """
@@ -33,21 +32,20 @@ def linear(x: Tensor[M, K, T], w: Tensor[N, K, {fmt}], scale: Tensor[N, G, {scal
             acc += x[m, k] @ {weight}.T
         out[m, n] = {result}.to(T)
 """
-_FORMAT = re.compile(r"u?int[1-8]\Z")
 _ACTIVATIONS = {None: "{}", "silu": "silu({})", "gelu": "gelu({})", "relu": "maximum({}, 0.0)"}
 _KERNELS: dict[tuple[str, bool, str | None], Kernel] = {}
 
 
 def _kernel(fmt: str, has_bias: bool, activation: str | None = None) -> Kernel:
-    if not (_FORMAT.match(fmt) or fmt in TABLE_FORMATS | MX_FORMATS | {"nvfp4"}):  # the only spec text: validated
+    if not is_packed_format(fmt):  # the only text that reaches the spec: a validated format name
         raise ArgumentError(f"tilec.ops.linear supports uint1..uint8, int2..int8 and "
-                            f"{', '.join(sorted(TABLE_FORMATS | MX_FORMATS | {'nvfp4'}))}, not '{fmt}'")
+                            f"{', '.join(sorted(TABLE_DECODED))}, not '{fmt}'")
     if activation not in _ACTIVATIONS:
         raise ArgumentError(f"unknown activation '{activation}'", hint="one of: silu, gelu, relu, or None")
     key = (fmt, has_bias, activation)
     if key not in _KERNELS:
         signed = not fmt.startswith("uint")  # signed ints and float formats take no zero points
-        coded = fmt in MX_FORMATS or fmt == "nvfp4"  # scales are 8-bit codes; values come out in f32
+        coded = scheme_of(fmt) in ("mx", "nvfp4")  # scales are 8-bit codes; values come out in f32
         weight = "dequantize(w[n, k], scale, {zero}, group)"
         if fmt == "nvfp4":
             weight = f"({weight} * tensor_scale).to(T)"
@@ -69,8 +67,7 @@ def linear_packed(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, ze
                   tensor_scale: float = 1.0, activation: str | None = None) -> torch.Tensor:
     """``act(x [M, K] @ W.T + bias)`` for ``W`` given as its packed words, group scales and (uintB) zero points."""
     kernel = _kernel(format, bias is not None, activation)
-    scheme = ("affine" if format.startswith(("int", "uint")) else "mx" if format in MX_FORMATS
-              else "nvfp4" if format == "nvfp4" else "scaled")
+    scheme = scheme_of(format)
     bits = int(kernel.ir().param("w").bits)  # type: ignore[union-attr]
     qt = QTensor(format, scheme, (words.shape[0], in_features), group, PackedLayout(bits), (words,), scales, zeros,
                  torch.tensor(tensor_scale) if scheme == "nvfp4" else None)

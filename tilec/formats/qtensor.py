@@ -91,6 +91,20 @@ class QTensor:
                 f"layout={self.layout}, {self.nbytes} bytes)")
 
 
+def scheme_of(format: str) -> str:  # noqa: A002
+    """How a QTensor in ``format`` dequantises: "affine", "scaled", "mx" or "nvfp4"."""
+    fmt = registry.get(format)
+    if isinstance(fmt, IntFormat):
+        return "affine"
+    if isinstance(fmt, MXFormat):
+        return "mx"
+    if isinstance(fmt, NVFP4Format):
+        return "nvfp4"
+    if isinstance(fmt, (MinifloatFormat, Codebook)):
+        return "scaled"
+    raise ValueError(f"format '{format}' cannot quantise a weight (it is a scale format)")
+
+
 def quantize(weight: torch.Tensor, format: str, group_size: int | None = 128, *,  # noqa: A002
              symmetric: bool | None = None, scale_dtype: torch.dtype = torch.float16) -> QTensor:
     """Quantise an ``[out_features, in_features]`` weight, groups along ``in_features``.

@@ -21,7 +21,7 @@ from tilec.ir import nodes as ir
 from tilec.ir.signature import (
     LANGUAGE_NAMES,
     MX_FORMATS,
-    TABLE_FORMATS,
+    TABLE_DECODED,
     Signature,
     analyze_signature,
     check_identifier,
@@ -66,7 +66,7 @@ class _Builder(ExprTyper):
                 self.params[p.name] = ir.PackedParam(p.name, extents, dt.i32, p.span, format=p.dtype,
                                                      bits=formats.get(p.dtype).bits,
                                                      signed=p.dtype.startswith("int"),
-                                                     table=p.dtype in TABLE_FORMATS | MX_FORMATS | {"nvfp4"},
+                                                     table=p.dtype in TABLE_DECODED,
                                                      e8m0_scales=p.dtype in MX_FORMATS,
                                                      e4m3_scales=p.dtype == "nvfp4")
                 continue

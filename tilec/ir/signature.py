@@ -34,6 +34,13 @@ _PACKED = re.compile(r"u?int[1-8]\Z")  # integer formats of any width 1..8: pack
 TABLE_FORMATS = frozenset({"fp4_e2m1", "fp6_e2m3", "fp6_e3m2", "fp8_e4m3", "fp8_e5m2", "nf4"})
 # OCP MX block formats: table-decoded elements times a power-of-two (e8m0) scale per block of 32
 MX_FORMATS = frozenset({"mxfp4", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxint8"})
+# formats whose codes decode through a value table in the kernel
+TABLE_DECODED = TABLE_FORMATS | MX_FORMATS | {"nvfp4"}
+
+
+def is_packed_format(name: str) -> bool:
+    """Whether ``Tensor[..., name]`` declares a packed (quantised) tensor rather than a plain dtype."""
+    return _PACKED.match(name) is not None or name in TABLE_DECODED
 
 
 def check_identifier(name: str, span: Span, what: str) -> str:
@@ -117,7 +124,7 @@ def _param(p: ast.Param, dims: list[str], dtype_vars: list[str]) -> ParamSpec:
                             hint="e.g. Tensor[N, f16]")
     *dim_nodes, dtype_node = ann.indices
     packed = isinstance(dtype_node, ast.Name) and (
-        _PACKED.match(dtype_node.id) is not None or dtype_node.id in TABLE_FORMATS | MX_FORMATS | {"nvfp4"})
+        is_packed_format(dtype_node.id))
     if packed and len(dim_nodes) != 2:
         raise TileTypeError(f"packed tensor '{p.name}' must be 2-D [rows, K], packed along K", ann.span,
                             hint="e.g. w: Tensor[N, K, uint4]")

@@ -123,13 +123,12 @@ def _packed(name: str, fmt: str, value: Any, span: Any) -> tuple[Any, tuple[int,
     """A QTensor for a packed parameter: its words (int32 [rows, words], contiguous rows) and logical shape."""
     import torch
 
-    from tilec.formats.qtensor import QTensor
+    from tilec.formats.qtensor import QTensor, scheme_of
 
     if not isinstance(value, QTensor):
         raise ArgumentError(f"'{name}' is a packed {fmt} tensor: pass a tilec.QTensor, got {type(value).__name__}",
                             span, hint=f"tilec.quantize(weight, '{fmt}', group_size=...)")
-    scheme = ("affine" if fmt.startswith(("int", "uint")) else "mx" if fmt.startswith("mx")
-              else "nvfp4" if fmt == "nvfp4" else "scaled")
+    scheme = scheme_of(fmt)
     if value.format != fmt or value.scheme != scheme:
         raise ArgumentError(f"'{name}' expects {fmt} codes ({scheme} scheme), got {value.format} ({value.scheme})",
                             span)
