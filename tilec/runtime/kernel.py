@@ -109,13 +109,9 @@ class Kernel:
         ``unit_strides`` defaults to contiguous tensors (last axis stride 1).
         """
         kir = self.ir(dtypes)
-        pinned = dict(self._pinned)
-        call = overrides(schedule)
-        if call:
-            pinned["blocks"] = {**dict(pinned.get("blocks", {})), **dict(call.get("blocks", {}))}  # type: ignore[call-overload]
-            pinned.update({k: v for k, v in call.items() if k != "blocks"})
         sizes = dict(dims) if dims is not None else {d: 1024 for d in self.signature.dims}
-        chosen = merge(default_schedule(kir, sizes, target), pinned)
+        # default rule, then what the kernel pins, then what this call pins
+        chosen = merge(merge(default_schedule(kir, sizes, target), self._pinned), overrides(schedule))
         if unit_strides is None:
             unit_strides = frozenset((p.name, len(p.dims) - 1) for p in kir.tensors)
         key = (target, tuple(kir.type_bindings), chosen.key(), _facts_key(kir, chosen, dims), unit_strides, int64)
