@@ -34,7 +34,7 @@ VENV36 := .venv-triton36
 $(VENV36)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV36)
 	$(VENV36)/bin/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(VENV36)/bin/python -m pip install --quiet "triton==3.6.0" lark sympy numpy pytest pytest-xdist hypothesis ml_dtypes
+	$(VENV36)/bin/python -m pip install --quiet "triton==3.6.0" lark sympy numpy pytest pytest-xdist hypothesis "ml_dtypes>=0.7"
 	touch $@
 
 compat: $(VENV36)/.installed

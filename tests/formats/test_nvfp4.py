@@ -55,7 +55,8 @@ def test_scales_and_error_bound() -> None:
 def test_edge_cases() -> None:
     codes, scales, ts = quantize_nvfp4(torch.zeros(2, 32))
     assert ts.item() == 1.0 and codes.eq(0).all() and scales.eq(0).all()
-    x = torch.randn(2, 40)  # partial last block of 8
+    x = torch.randn(2, 40, generator=torch.Generator().manual_seed(0))  # partial last block of 8
+    x[1, 36] = 8.0  # the tensor's amax sits away from the NaN/inf planted below, so its scale is unchanged
     codes, scales, ts = quantize_nvfp4(x)
     assert codes.shape == (2, 40) and scales.shape == (2, 3)
     padded = torch.cat([x, torch.zeros(2, 8)], dim=1)

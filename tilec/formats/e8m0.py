@@ -22,14 +22,14 @@ class E8M0Format(TableFormat):
 
     - positive finite x with x = s * 2**k, 1 <= s < 2: code ``k + 127``, plus 1 when s >= 1.5 (round to
       nearest, **ties away from zero**, i.e. up: 1.5 -> 2, 3 -> 4, 6 -> 8);
-    - float32 subnormals (x < 2**-126): x > 2**-127 -> code 1 (2**-126), x <= 2**-127 -> code 0 (2**-127).
-      Above 2**-127 this rounds up even below the midpoint 1.5 * 2**-127: an artefact of the bit-level
-      conversion that ml_dtypes and torch share, kept for bit-exactness;
+    - float32 subnormals follow the same rule: x >= 1.5 * 2**-127 -> code 1 (2**-126), else code 0
+      (2**-127), as ml_dtypes >= 0.7 does. (ml_dtypes < 0.7 and torch 2.13 send everything above
+      2**-127 to code 1, an artefact of their bit-level conversion; tilec pins ml_dtypes >= 0.7.);
     - x >= 1.5 * 2**127 -> 255 (NaN);
     - 0, -0, negative values, +-inf and NaN -> 255 (NaN).
 
-    torch's ``float8_e8m0fnu`` cast agrees on positive finite values but ignores the sign and maps +-0 to
-    code 0; this format follows ml_dtypes there.
+    torch's ``float8_e8m0fnu`` cast agrees on positive normal values but ignores the sign, maps +-0 to
+    code 0 and rounds subnormals as above; this format follows ml_dtypes there.
     """
 
     @property
@@ -64,7 +64,6 @@ class E8M0Format(TableFormat):
         positive = np.isfinite(a) & (a > 0)
         mant, exp = np.frexp(np.where(positive, a, 1.0))  # a = mant * 2**exp, 0.5 <= mant < 1
         code = (exp - 1 + 127) + (mant >= 0.75)
-        code = np.where(a < 2.0**-126, np.where(a > 2.0**-127, 1, 0), code)  # float32 subnormals
         code = np.where(positive, np.clip(code, 0, 255), 255)
         return code.astype(np.uint8)
 
