@@ -75,6 +75,9 @@ def compile_for_gpu(compiled: Any, target: str, dims: Mapping[str, int] | None =
         elif arg.kind == "table":
             signature[arg.name] = "*fp32"
             attrs[(i,)] = [["tt.divisibility", 16]]
+        elif arg.kind in ("workspace", "arrivals"):  # split-K partial sums (f32 / i32) and i32 counters
+            signature[arg.name] = "*fp32" if arg.dtype == "float32" else "*i32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
         elif arg.kind == "scalar":
             signature[arg.name] = kernel.param(arg.source).dtype.signature  # type: ignore[union-attr]
         elif arg.kind in ("dim", "stride", "trip_count"):

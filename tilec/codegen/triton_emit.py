@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from tilec.codegen import split_k
 from tilec.codegen.lowering import LOWERINGS, strip_parens
 from tilec.codegen.names import Namer, safe_identifier
 from tilec.errors import Span
@@ -25,10 +26,14 @@ from tilec.passes.masks import Facts
 @dataclass(frozen=True)
 class Arg:
     name: str  # the argument's name in generated code
-    kind: str  # "tensor" | "table" | "scalar" | "dim" | "stride" | "trip_count" | "constexpr"
-    source: str = ""  # parameter or dimension it comes from
+    kind: str  # "tensor" | "table" | "scalar" | "dim" | "stride" | "trip_count" | "workspace" | "arrivals"
+    #            | "constexpr"
+    source: str = ""  # parameter or dimension it comes from (workspace: the accumulator)
     axis: int = 0  # for strides
-    value: int = 0  # for constexprs; the block size for trip counts (cdiv(dim, value))
+    value: int = 0  # for constexprs; the block size for trip counts (cdiv(dim, value)); workspace: elements
+    #                 of one partial tile
+    split: int = 1  # trip counts of a split loop: cdiv(cdiv(dim, value), split) tiles per split
+    dtype: str = ""  # workspace: its torch dtype ("float32" | "int32")
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class KernelABI:
     fn_name: str
     args: tuple[Arg, ...]
     grid_tiles: tuple[tuple[str, int], ...]  # (dimension, block) per parallel tile, in grid order
+    split_k: int = 1  # the grid's second axis: programs sharing each tile's reduction (split-K)
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,12 @@ class Emitter:
         self.blocks: dict[str, str] = {}  # tile variable / full dimension -> constexpr name
         self.lines: list[str] = []
         self.depth = 1
+        self.pid = ""  # the program's tile number (axis 0 of the grid)
+        # split-K (codegen/split_k.py): the split's number, the SPLIT_K constexpr, workspace and counters
+        self.split_index = ""
+        self.split_const: str | None = None
+        self.partial_ptrs: dict[str, str] = {}
+        self.arrivals_ptr = ""
         for p in kernel.params:
             self.names[p.name] = self.namer.claim(p.name)
         for d in kernel.dims:
@@ -119,11 +131,15 @@ class Emitter:
         # argument is a valid loop bound in every Triton version's interpreter (3.6's fails on
         # tl.cdiv results under NumPy 2), and it costs the compiled kernel nothing.
         self.trip_counts: dict[str, str] = {}
+        split = 1
         for loop in ir.walk_loops(k.body.body):
             tv = loop.tile
-            name = self.namer.fresh(f"num_tiles_{tv.name}")
+            name = self.namer.fresh(f"num_tiles_{tv.name}" + ("_per_split" if loop.split > 1 else ""))
             self.trip_counts[tv.name] = name
-            args.append(Arg(name, "trip_count", tv.dim, value=tv.block or 0))
+            args.append(Arg(name, "trip_count", tv.dim, value=tv.block or 0, split=loop.split))
+            split = max(split, loop.split)
+        if split > 1:
+            args += split_k.workspace_args(self, k)
         self.ptrs = {a.source: a.name for a in args if a.kind == "tensor"}
         self.strides = {(a.source, a.axis): a.name for a in args if a.kind == "stride"}
         tiles = k.tile_vars()
@@ -142,7 +158,7 @@ class Emitter:
         self.prologue(args)
         self.par_loop(k.body, args[-1].name if group else None)
         header = self.header(fn_name, args)
-        abi = KernelABI(fn_name, tuple(args), tuple((t.dim, t.block or 0) for t in grid_tiles))
+        abi = KernelABI(fn_name, tuple(args), tuple((t.dim, t.block or 0) for t in grid_tiles), split)
         return GeneratedKernel("\n".join(header + self.lines) + "\n", abi)
 
     def header(self, fn_name: str, args: list[Arg]) -> list[str]:
@@ -161,11 +177,12 @@ class Emitter:
             f"def {fn_name}(",
         ]
         groups = [("tensors", "tensor"), ("format value tables", "table"), ("scalars", "scalar"), ("dimensions", "dim"),
-                  ("strides (unit strides are folded in)", "stride"), ("sequential loop trip counts", "trip_count")]
+                  ("strides (unit strides are folded in)", "stride"), ("sequential loop trip counts", "trip_count"),
+                  ("split-K partial sums and per-tile arrival counters", "workspace"), ("", "arrivals")]
         for label, kind in groups:
             names = [a.name for a in args if a.kind == kind]
             if names:
-                out.append(f"    {', '.join(names)},  # {label}")
+                out.append(f"    {', '.join(names)}," + (f"  # {label}" if label else ""))
         consts = [f"{a.name}: tl.constexpr" for a in args if a.kind == "constexpr"]
         out.append(f"    {', '.join(consts)},")
         out.append("):")
@@ -193,6 +210,10 @@ class Emitter:
         self.comment(loop.span)
         pid = self.namer.fresh("pid")
         self.line(f"{pid} = tl.program_id(axis=0)")
+        self.pid = pid
+        if self.split_const is not None:
+            self.split_index = self.namer.fresh("split")
+            self.line(f"{self.split_index} = tl.program_id(axis=1)  # which share of the reduction (split-K)")
         counts = []
         for tv in loop.tiles:
             count = self.namer.fresh(f"num_tiles_{tv.name}")
@@ -236,14 +257,30 @@ class Emitter:
         self.comment(loop.span)
         tv = loop.tile
         index = self.namer.fresh(f"tile_{tv.name}")
-        self.line(f"for {index} in range(0, {self.trip_counts[tv.name]}):  # cdiv({tv.dim}, {self.blocks[tv.name]})")
-        self.depth += 1
+        if loop.split > 1:
+            step = self.namer.fresh(f"step_{tv.name}")
+            self.line(f"# split-K: this program walks the {self.split_index}-th run of "
+                      f"{self.trip_counts[tv.name]} = cdiv(cdiv({tv.dim}, {self.blocks[tv.name]}), SPLIT_K) tiles")
+            self.line(f"for {step} in range(0, {self.trip_counts[tv.name]}):")
+            self.depth += 1
+            self.line(f"{index} = {self.split_index} * {self.trip_counts[tv.name]} + {step}")
+        else:
+            trips = self.trip_counts[tv.name]
+            self.line(f"for {index} in range(0, {trips}):  # cdiv({tv.dim}, {self.blocks[tv.name]})")
+            self.depth += 1
         self.tile_offsets(tv, index)
         self.stmts(loop.body)
         self.depth -= 1
 
     def stmts(self, body: tuple[ir.Stmt, ...]) -> None:
-        for s in body:
+        for i, s in enumerate(body):
+            if isinstance(s, ir.SeqLoop) and s.split > 1:
+                self.seq_loop(s)
+                split_k.join_partials(self, s)  # opens the block of the last split to arrive
+                self.depth += 1
+                self.stmts(body[i + 1:])
+                self.depth -= 1
+                return
             if isinstance(s, ir.SeqLoop):
                 self.seq_loop(s)
             elif isinstance(s, ir.Assign):

@@ -290,11 +290,17 @@ class Store:
 
 @dataclass(frozen=True)
 class SeqLoop:
-    """``for k in tiles(K):`` inside the parallel loop: a sequential walk over K's tiles."""
+    """``for k in tiles(K):`` inside the parallel loop: a sequential walk over K's tiles.
+
+    ``split`` > 1 (passes/split_k.py): that many programs share the walk, each taking a contiguous run of
+    tiles; the ``partials`` (the loop's accumulators) are summed across them before the statements after
+    the loop run, once per output tile."""
 
     tile: TileVar
     body: tuple[Stmt, ...]
     span: Span
+    split: int = 1
+    partials: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -238,9 +238,12 @@ def _fold2(fn: Callable[[float, float], object] | None, a: Pad, b: Pad) -> Pad:
 
 def facts_for(kernel: ir.Kernel, dim_values: Mapping[str, int]) -> Facts:
     """Facts from concrete dimension sizes (what a launch knows)."""
+    # A split loop's last split may run past the tiles (cdiv(tiles, split) each): exact only if split divides them.
+    splits = {loop.tile.name: loop.split for loop in ir.walk_loops(kernel.body.body)}
     divisible = frozenset(
         name for name, tv in kernel.tile_vars().items()
         if tv.block is not None and _value(tv.extent, dim_values) % tv.block == 0
+        and (_value(tv.extent, dim_values) // tv.block) % splits.get(name, 1) == 0
     )
     exact = frozenset(dim for dim, block in kernel.full_blocks
                       if (int(dim) if dim.isdigit() else dim_values[dim]) == block)

@@ -4,9 +4,10 @@ Order matters and is fixed here, in one place:
 
 1. tiling           blocks for every tile variable and whole-axis dimension (validated)
 2. fuse_dot_acc     ``acc += a @ b`` -> one product with accumulator
-3. interpreter_workarounds   (target "cpu" only) exactness fixes for Triton's interpreter
-4. masks            bounds masks and padding guards that the facts cannot prove away
-5. verify           structural invariants, so code generation may assume them
+3. split_k          (schedule.split_k > 1) the reduction loop shared by that many programs per tile
+4. interpreter_workarounds   (target "cpu" only) exactness fixes for Triton's interpreter
+5. masks            bounds masks and padding guards that the facts cannot prove away
+6. verify           structural invariants, so code generation may assume them
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tilec.ir.verify import verify
 from tilec.passes.fuse_dot_acc import fuse_dot_acc
 from tilec.passes.interpreter_workarounds import interpreter_workarounds
 from tilec.passes.masks import Facts, elide_masks, facts_for
+from tilec.passes.split_k import split_k
 from tilec.passes.tiling import tile
 
 
@@ -66,6 +68,7 @@ def lower(kernel: ir.Kernel, schedule: Schedule, dim_values: Mapping[str, int] |
     """Run the passes; ``dim_values`` None compiles a generic kernel (every mask kept)."""
     k = tile(kernel, schedule, full_blocks_for(kernel, dim_values or {}))
     k = fuse_dot_acc(k)
+    k = split_k(k, schedule.split_k)
     if target == "cpu":
         k = interpreter_workarounds(k)
     facts = facts_for(k, dim_values) if dim_values is not None else Facts()

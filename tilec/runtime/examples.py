@@ -132,8 +132,10 @@ def _quantized(kernel: Kernel, name: str, fmt: str, dims: Mapping[str, int], dty
 
 def run_example(module: SpecModule, example: ast.Example, device: str = "cpu", seed: int = 0,
                 dtypes_override: Mapping[str, dt.DType] | None = None,
-                dims_override: Mapping[str, int] | None = None) -> list[ExampleResult]:
-    """Run one example; ``*_override`` replace the example's own dtype bindings or sizes."""
+                dims_override: Mapping[str, int] | None = None,
+                schedule: Mapping[str, object] | None = None) -> list[ExampleResult]:
+    """Run one example; ``*_override`` replace the example's own dtype bindings or sizes; ``schedule``
+    pins (part of) the schedule of both launches."""
     import torch
 
     kernel = module.kernels[example.kernel]
@@ -141,11 +143,11 @@ def run_example(module: SpecModule, example: ast.Example, device: str = "cpu", s
     dtypes.update(dtypes_override or {})
     dims.update(dims_override or {})
     tensors = make_inputs(kernel, dims, dtypes, device, seed, scalars)
-    kernel(**tensors, **scalars)  # the checked run: outputs were poisoned before it
+    kernel(**tensors, **scalars, schedule=schedule)  # the checked run: outputs were poisoned before it
     checked = {name: t.clone() for name, t in tensors.items() if name in kernel.outputs}
     fresh = {**tensors, **{name: torch.empty_like(t) for name, t in checked.items()}}
     start = time.perf_counter()  # a second, warm launch is what is timed (compiled and cached by now)
-    kernel(**fresh, **scalars)
+    kernel(**fresh, **scalars, schedule=schedule)
     if device != "cpu":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

@@ -168,6 +168,7 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
         return  # an empty problem: nothing to compute
     positional: list[Any] = []
     constexprs: dict[str, int] = {}
+    device = next(iter(bound.tensors.values())).device
     for arg in abi.args:
         if arg.kind == "tensor":
             positional.append(bound.tensors[arg.source])
@@ -180,7 +181,17 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
         elif arg.kind == "stride":
             positional.append(bound.tensors[arg.source].stride(arg.axis))
         elif arg.kind == "trip_count":
-            positional.append(-(-bound.dims[arg.source] // arg.value))
+            tiles = -(-bound.dims[arg.source] // arg.value)
+            positional.append(-(-tiles // arg.split))  # a split loop walks its share of the tiles
+        elif arg.kind == "workspace":  # split-K partial sums: every split of every tile writes its own
+            import torch
+
+            positional.append(torch.empty(grid * abi.split_k * arg.value, dtype=getattr(torch, arg.dtype),
+                                          device=device))
+        elif arg.kind == "arrivals":  # split-K: per-tile counters, zero at launch (the last split resets them)
+            import torch
+
+            positional.append(torch.zeros(grid, dtype=torch.int32, device=device))
         else:
             constexprs[arg.name] = arg.value
     fn = compiled.fn()
@@ -188,10 +199,10 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
         from tilec.runtime.interpreter import interpreted_language, scalar_arguments
 
         with interpreted_language():
-            fn[(grid,)](*scalar_arguments(positional), **constexprs)
+            fn[(grid, abi.split_k)](*scalar_arguments(positional), **constexprs)
     else:
-        fn[(grid,)](*positional, **constexprs, num_warps=compiled.schedule.num_warps,
-                    num_stages=compiled.schedule.num_stages)
+        fn[(grid, abi.split_k)](*positional, **constexprs, num_warps=compiled.schedule.num_warps,
+                                num_stages=compiled.schedule.num_stages)
 
 
 _TABLES: dict[tuple[str, str], Any] = {}
@@ -230,7 +241,8 @@ def _facts_key(kernel: ir.Kernel, schedule: Schedule, dims: Mapping[str, int] | 
     divisible = []
     for name, tv in kernel.tile_vars().items():
         size = int(tv.extent.subs({s: dims[s.name] for s in tv.extent.free_symbols}))
-        divisible.append((name, size % schedule.blocks.get(name, 1) == 0))
+        block = schedule.blocks.get(name, 1)
+        divisible.append((name, size % block == 0 and (size // block) % schedule.split_k == 0))
     from tilec.passes.pipeline import full_blocks_for
 
     full = full_blocks_for(kernel, dims)

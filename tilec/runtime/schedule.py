@@ -3,7 +3,8 @@
 Autotuning is its own issue; until then this rule picks blocks that are valid
 (matrix products get at least 16 in every dimension) and reasonable: 64-wide
 output tiles for products, and for elementwise/row kernels enough rows to give
-each program a few thousand elements.
+each program a few thousand elements.  Small-M products (the decode path) split
+their reduction loop when their output tiles alone cannot occupy the GPU.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from tilec.ir import nodes as ir
 from tilec.ir.schedule import Schedule
 from tilec.passes.pipeline import full_blocks_for
+from tilec.passes.split_k import split_blocker
 
 
 def _pow2_at_most(n: int, cap: int) -> int:
@@ -62,11 +64,42 @@ def default_schedule(kernel: ir.Kernel, dim_values: Mapping[str, int], target: s
     for tv in kernel.body.tiles:
         elements *= blocks[tv.name]
     warps = 8 if elements * row_elems >= 128 * 128 else 4
-    return Schedule(blocks=blocks, num_warps=warps, num_stages=3 if in_dot else 2, group_m=8)
+    split = _split_k(kernel, blocks, dim_values) if target != "cpu" else 1
+    if split > 1:  # the decode path: 8 warps keep the dequantised weight tile of a 16-row product spill-free
+        warps = 8  # (W4A16 16x64x64: 4 warps need 255 registers and spill on sm_80; 8 warps need ~200)
+    return Schedule(blocks=blocks, num_warps=warps, num_stages=3 if in_dot else 2, group_m=8, split_k=split)
+
+
+GPU_SMS = 132  # an H100 / H200; the autotuner (its own issue) will measure instead of assuming
+MIN_TILES_PER_SPLIT = 4
+MAX_DEFAULT_SPLIT = 16
+
+
+def _split_k(kernel: ir.Kernel, blocks: Mapping[str, int], dim_values: Mapping[str, int]) -> int:
+    """The decode path: when the output tiles are too few to occupy the GPU (M = 1..16 gives one row of
+    tiles), split the reduction loop until they do, keeping at least 4 K tiles per split.  The interpreter
+    (target cpu) runs programs one after another, so it never splits by default."""
+    if split_blocker(kernel) is not None:
+        return 1
+
+    def tiles(tv: ir.TileVar) -> int:
+        size = int(tv.extent.subs({s: dim_values.get(s.name, 1) for s in tv.extent.free_symbols}))
+        return -(-size // blocks[tv.name])
+
+    out_tiles = 1
+    for tv in kernel.body.tiles:
+        out_tiles *= tiles(tv)
+    loop = next(s for s in kernel.body.body if isinstance(s, ir.SeqLoop))
+    k_tiles = tiles(loop.tile)
+    split = 1
+    while (out_tiles * split < GPU_SMS and split < MAX_DEFAULT_SPLIT
+           and k_tiles >= 2 * split * MIN_TILES_PER_SPLIT):
+        split *= 2
+    return split
 
 
 Overrides = dict[str, object]
-_LAUNCH_OPTIONS = ("num_warps", "num_stages", "group_m")
+_LAUNCH_OPTIONS = ("num_warps", "num_stages", "group_m", "split_k")
 
 
 def overrides(pinned: Schedule | Mapping[str, object] | None) -> Overrides:
@@ -75,7 +108,7 @@ def overrides(pinned: Schedule | Mapping[str, object] | None) -> Overrides:
         return {}
     if isinstance(pinned, Schedule):
         return {"blocks": dict(pinned.blocks), "num_warps": pinned.num_warps,
-                "num_stages": pinned.num_stages, "group_m": pinned.group_m}
+                "num_stages": pinned.num_stages, "group_m": pinned.group_m, "split_k": pinned.split_k}
     out: Overrides = {}
     blocks: dict[str, int] = {}
     for key, value in pinned.items():

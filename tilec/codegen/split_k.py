@@ -1,0 +1,105 @@
+"""Emission of split-K (passes/split_k.py): partial sums in a workspace, joined by the last split to arrive.
+
+The grid is ``(output tiles, SPLIT_K)``.  Split ``s`` of tile ``t`` walks its own run of K tiles, then::
+
+    partials[t, s] = acc                              # this split's share (workspace, f32 or i32)
+    barrier; arrived = atomic_add(arrivals[t], 1)     # acq_rel at GPU scope, after every thread's store
+    if arrived == SPLIT_K - 1:                        # the last split to finish this tile
+        acc = partials[t, 0] + ... + partials[t, SPLIT_K - 1]   # fixed order: independent of arrival
+        arrivals[t] = 0                               # so a reused counter buffer starts at zero again
+        <the statements after the loop: epilogue, store>
+
+One launch, no second kernel, and the epilogue (bias, activation, scales) still runs once per tile on the
+complete sum.  Workspace loads bypass L1 (``.cg``): another SM wrote them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tilec.ir import dtypes as dt
+from tilec.ir import nodes as ir
+from tilec.ir.types import Axis, TileType
+
+if TYPE_CHECKING:
+    from tilec.codegen.triton_emit import Arg, Emitter
+
+
+def workspace_args(em: Emitter, kernel: ir.Kernel) -> list[Arg]:
+    """One workspace per accumulator, the arrival counters and the SPLIT_K constant (claims their names)."""
+    from tilec.codegen.triton_emit import Arg
+
+    loop = next(s for s in kernel.body.body if isinstance(s, ir.SeqLoop) and s.split > 1)
+    types = _partial_types(kernel, loop)
+    args: list[Arg] = []
+    em.partial_ptrs = {}
+    for name in loop.partials:
+        ptr = em.namer.fresh(f"{name}_partials_ptr")
+        em.partial_ptrs[name] = ptr
+        numel = 1
+        for axis in types[name].axes:
+            numel *= _block_value(kernel, axis)
+        dtype = "int32" if types[name].dtype == dt.i32 else "float32"
+        args.append(Arg(ptr, "workspace", name, value=numel, dtype=dtype))
+    em.arrivals_ptr = em.namer.fresh("tile_arrivals_ptr")
+    args.append(Arg(em.arrivals_ptr, "arrivals"))
+    em.split_const = em.namer.fresh("SPLIT_K")
+    args.append(Arg(em.split_const, "constexpr", value=loop.split))
+    return args
+
+
+def join_partials(em: Emitter, loop: ir.SeqLoop) -> None:
+    """After the split loop: publish this split's partials, count arrivals, and open the last split's block."""
+    types = _partial_types(em.kernel, loop)
+    split, count = em.split_index, em.split_const
+    em.line(f"# split-K: publish this split's partial sums; the last of the {count} splits to arrive adds them up")
+    tile_id = em.bind(f"{em.pid}.to(tl.int64) * {count}", "first_partial")
+    offsets: dict[str, str] = {}
+    for name in loop.partials:
+        offsets[name] = em.bind(_tile_offsets(em, types[name]), f"{name}_partial_offs")
+        numel = " * ".join(em.block(a) for a in types[name].axes) or "1"
+        em.line(f"tl.store({em.partial_ptrs[name]} + ({tile_id} + {split}) * ({numel}) + {offsets[name]}, "
+                f"{em.names[name]})")
+    em.line("tl.debug_barrier()  # every thread's partials are written before the arrival is counted")
+    arrived = em.namer.fresh("arrived")
+    em.line(f'{arrived} = tl.atomic_add({em.arrivals_ptr} + {em.pid}, 1, sem="acq_rel")')
+    em.line(f"if {arrived} == {count} - 1:")
+    em.depth += 1
+    em.line("# the last split: sum every split's partials in split order (deterministic), reset the counter")
+    for name in loop.partials:
+        numel = " * ".join(em.block(a) for a in types[name].axes) or "1"
+        ptr = f"{em.partial_ptrs[name]} + {tile_id} * ({numel}) + {offsets[name]}"
+        em.line(f'{em.names[name]} = tl.load({ptr}, cache_modifier=".cg")')
+        step = em.namer.fresh("other_split")
+        em.line(f"for {step} in tl.static_range(1, {count}):")
+        em.line(f'    {em.names[name]} += tl.load({ptr} + {step} * ({numel}), cache_modifier=".cg")')
+    em.line(f"tl.store({em.arrivals_ptr} + {em.pid}, 0)")
+    em.depth -= 1
+
+
+def _partial_types(kernel: ir.Kernel, loop: ir.SeqLoop) -> dict[str, TileType]:
+    types: dict[str, TileType] = {}
+    for stmt in kernel.body.body:
+        if isinstance(stmt, ir.Assign) and stmt.name in loop.partials and stmt.name not in types:
+            types[stmt.name] = stmt.value.type
+    return types
+
+
+def _tile_offsets(em: Emitter, ttype: TileType) -> str:
+    """Row-major element offsets of a whole (padded) tile of ``ttype``: its position in a partial."""
+    rank = len(ttype.axes)
+    if rank == 0:
+        return "0"
+    terms = []
+    for pos, axis in enumerate(ttype.axes):
+        later = [em.block(a) for a in ttype.axes[pos + 1:]]
+        expand = "" if rank == 1 else "[" + ", ".join(":" if i == pos else "None" for i in range(rank)) + "]"
+        term = f"tl.arange(0, {em.block(axis)}){expand}"
+        terms.append(f"{term} * ({' * '.join(later)})" if later else term)
+    return " + ".join(terms)
+
+
+def _block_value(kernel: ir.Kernel, axis: Axis) -> int:
+    from tilec.passes.tiling import block_of
+
+    return block_of(kernel, axis)
