@@ -9,8 +9,11 @@ the ratio to the peer measured in the same run, and the fraction of the roofline
 copy bandwidth measured in the same run, and FLOPs over the dense bf16 peak (790 TFLOP/s on an H200).
 With --results it appends a dated table to benchmarks/RESULTS.md.
 
-Rows so far: W4A16 (uint4, group 128) vs torch fp16 matmul and gemlite (when importable). W8A8 vs torch
-and FP8 x FP8 vs torch._scaled_mm are still to be added here.
+Rows: W4A16 (uint4, group 128, tilec.ops.linear) vs torch fp16 matmul and gemlite (when importable);
+W8A8 (examples/w8a8.tile: int8 x int8, per-token x per-channel scales, bf16 out) vs torch fp16 matmul;
+FP8 x FP8 (examples/fp8_gemm.tile: e4m3, per-row scales, bf16 out) vs torch._scaled_mm with the same
+row-wise scales, also at M = 8192 (design.md's 8192^3 target).  A peer that cannot run a shape (torch's
+scaled_mm at M = 1, say) is shown as nan, with the reason printed.
 """
 
 from __future__ import annotations
@@ -72,6 +75,82 @@ def gemlite_linear(weight: torch.Tensor, group: int) -> Callable[[torch.Tensor],
     return module  # type: ignore[no-any-return]
 
 
+Row = tuple[str, int, float, str, float, float, int, int]
+EXAMPLES = ROOT.parent / "examples"
+
+
+def w4a16_rows(ms: tuple[int, ...], n_dim: int, k_dim: int, device: str, dry: bool,
+               gen: torch.Generator) -> list[Row]:
+    weight = (torch.randn(n_dim, k_dim, generator=gen) * 0.02).to(device, torch.float16)
+    qweight = tilec.quantize(weight, "uint4", group_size=128).to(device)
+    w_deq = qweight.dequantize().to(device, torch.float64)
+    gem = None if dry else gemlite_linear(weight, 128)
+    rows = []
+    for m in ms:
+        x = torch.randn(m, k_dim, generator=gen).to(device, torch.float16)
+        ref = x.double() @ w_deq.T
+        check(tilec.ops.linear(x, qweight), ref, f"W4A16 M={m}", 2 * 2.0**-10)
+        t_tilec = bench(lambda x=x: tilec.ops.linear(x, qweight), dry)
+        t_torch = bench(lambda x=x: x @ weight.T, dry)
+        t_gem = bench(lambda x=x: gem(x), dry) if gem is not None else float("nan")
+        bytes_moved = qweight.nbytes + x.numel() * 2 + m * n_dim * 2
+        rows.append(("W4A16 g128", m, t_tilec, "torch fp16", t_torch, t_gem, bytes_moved, 2 * m * n_dim * k_dim))
+    return rows
+
+
+def w8a8_rows(ms: tuple[int, ...], n_dim: int, k_dim: int, device: str, dry: bool,
+              gen: torch.Generator) -> list[Row]:
+    kernel = tilec.compile(EXAMPLES / "w8a8.tile").w8a8_linear
+    w = torch.randint(-127, 128, (n_dim, k_dim), generator=gen, dtype=torch.int8).to(device)
+    w_scale = (torch.rand(n_dim, generator=gen) * 1e-3 + 1e-4).to(device)
+    w_half = w.half()
+    rows = []
+    for m in ms:
+        x = torch.randint(-127, 128, (m, k_dim), generator=gen, dtype=torch.int8).to(device)
+        x_scale = (torch.rand(m, generator=gen) * 1e-2 + 1e-3).to(device)
+        out = torch.full((m, n_dim), float("nan"), dtype=torch.bfloat16, device=device)
+        kernel(x, w, x_scale, w_scale, out)
+        ref = (x.double() @ w.double().T) * x_scale.double()[:, None] * w_scale.double()
+        check(out, ref, f"W8A8 M={m}", 2 * 2.0**-8)
+        x_half = x.half()
+        t_tilec = bench(lambda x=x, xs=x_scale, o=out: kernel(x, w, xs, w_scale, o), dry)
+        t_torch = bench(lambda xh=x_half: xh @ w_half.T, dry)
+        bytes_moved = w.numel() + x.numel() + m * n_dim * 2 + 4 * (m + n_dim)
+        rows.append(("W8A8 int8", m, t_tilec, "torch fp16", t_torch, float("nan"), bytes_moved,
+                     2 * m * n_dim * k_dim))
+    return rows
+
+
+def fp8_rows(ms: tuple[int, ...], n_dim: int, k_dim: int, device: str, dry: bool,
+             gen: torch.Generator) -> list[Row]:
+    kernel = tilec.compile(EXAMPLES / "fp8_gemm.tile").fp8_gemm
+    b = torch.randn(n_dim, k_dim, generator=gen).to(device).to(torch.float8_e4m3fn)
+    b_scale = (torch.rand(n_dim, generator=gen) + 0.5).to(device)
+    rows = []
+    for m in ms:
+        a = torch.randn(m, k_dim, generator=gen).to(device).to(torch.float8_e4m3fn)
+        a_scale = (torch.rand(m, generator=gen) + 0.5).to(device)
+        out = torch.full((m, n_dim), float("nan"), dtype=torch.bfloat16, device=device)
+        kernel(a, b, a_scale, b_scale, out)
+        ref = (a.double() @ b.double().T) * a_scale.double()[:, None] * b_scale.double()
+        check(out, ref, f"FP8 M={m}", 2 * 2.0**-8)
+        t_tilec = bench(lambda a=a, s=a_scale, o=out: kernel(a, b, s, b_scale, o), dry)
+        t_peer = float("nan")
+        if not dry:
+            def peer(a: torch.Tensor = a, s: torch.Tensor = a_scale) -> torch.Tensor:
+                return torch._scaled_mm(a, b.t(), scale_a=s[:, None], scale_b=b_scale[None, :],
+                                        out_dtype=torch.bfloat16)
+            try:
+                check(peer(), ref, f"torch._scaled_mm M={m}", 2 * 2.0**-8)
+                t_peer = bench(peer, dry)
+            except (RuntimeError, SystemExit) as exc:
+                print(f"torch._scaled_mm at M={m}: {str(exc).splitlines()[0]}")
+        bytes_moved = a.numel() + b.numel() + m * n_dim * 2 + 4 * (m + n_dim)
+        rows.append(("FP8 e4m3 x e4m3", m, t_tilec, "torch._scaled_mm", t_peer, float("nan"), bytes_moved,
+                     2 * m * n_dim * k_dim))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU interpreter, no timing")
@@ -82,22 +161,10 @@ def main() -> None:
     k_dim = n_dim = 256 if dry else 8192
     ms_list = (1, 16, 64) if dry else (1, 16, 4096)
     gen = torch.Generator(device="cpu").manual_seed(0)
-    weight = (torch.randn(n_dim, k_dim, generator=gen) * 0.02).to(device, torch.float16)
-    qweight = tilec.quantize(weight, "uint4", group_size=128).to(device)
-    w_deq = qweight.dequantize().to(device, torch.float64)
     bandwidth = copy_bandwidth(device, dry)
-    gem = None if dry else gemlite_linear(weight, 128)
-    rows = []
-    for m in ms_list:
-        x = torch.randn(m, k_dim, generator=gen).to(device, torch.float16)
-        ref = x.double() @ w_deq.T
-        check(tilec.ops.linear(x, qweight), ref, f"W4A16 M={m}", 2 * 2.0**-10)
-        t_tilec = bench(lambda x=x: tilec.ops.linear(x, qweight), dry)
-        t_torch = bench(lambda x=x: x @ weight.T, dry)
-        t_gem = bench(lambda x=x: gem(x), dry) if gem is not None else float("nan")
-        bytes_moved = qweight.nbytes + x.numel() * 2 + m * n_dim * 2
-        flops = 2 * m * n_dim * k_dim
-        rows.append(("W4A16 g128", m, t_tilec, "torch fp16", t_torch, t_gem, bytes_moved, flops))
+    rows = w4a16_rows(ms_list, n_dim, k_dim, device, dry, gen)
+    rows += w8a8_rows(ms_list, n_dim, k_dim, device, dry, gen)
+    rows += fp8_rows(ms_list + ((8192,) if not dry else ()), n_dim, k_dim, device, dry, gen)
     header = ("| kernel | M | tilec ms | peer | peer ms | tilec / peer speed-up | gemlite ms | "
               "fraction of copy bandwidth | fraction of bf16 peak |")
     lines = [header, "| --- " * 9 + "|"]
