@@ -151,6 +151,25 @@ def fp8_rows(ms: tuple[int, ...], n_dim: int, k_dim: int, device: str, dry: bool
     return rows
 
 
+def target(name: str, m: int, speed: float, frac_bw: float, t: float, t_gem: float) -> str:
+    """design.md section 7's target for this row, and whether this run met it (a miss is reported as one)."""
+    goals: list[tuple[str, bool]] = []
+    if name.startswith("W4A16") and m == 1:
+        goals = [(">= 3.5x torch fp16", speed >= 3.5), (">= 85% copy bandwidth", frac_bw >= 0.85),
+                 ("faster than gemlite", t_gem != t_gem or t < t_gem)]  # no gemlite row: that goal is not judged
+    elif name.startswith("W4A16") and m == 16:
+        goals = [(">= 3x torch fp16", speed >= 3.0)]
+    elif name.startswith("W4A16") and m >= 4096:
+        goals = [(">= 0.9x torch fp16", speed >= 0.9)]
+    elif name.startswith("FP8") and m == 8192:
+        goals = [(">= 0.9x torch._scaled_mm", speed >= 0.9)]
+    if not goals:
+        return "-"
+    if t == 0:
+        return "; ".join(g for g, _ in goals) + " (not timed)"
+    return "; ".join(f"{g}: {'met' if ok else 'MISSED'}" for g, ok in goals)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU interpreter, no timing")
@@ -166,14 +185,14 @@ def main() -> None:
     rows += w8a8_rows(ms_list, n_dim, k_dim, device, dry, gen)
     rows += fp8_rows(ms_list + ((8192,) if not dry else ()), n_dim, k_dim, device, dry, gen)
     header = ("| kernel | M | tilec ms | peer | peer ms | tilec / peer speed-up | gemlite ms | "
-              "fraction of copy bandwidth | fraction of bf16 peak |")
-    lines = [header, "| --- " * 9 + "|"]
+              "fraction of copy bandwidth | fraction of bf16 peak | design.md target |")
+    lines = [header, "| --- " * 10 + "|"]
     for name, m, t, peer, tp, tg, nbytes, flops in rows:
         speed = tp / t if t else float("nan")
         frac_bw = nbytes / bandwidth / (t * 1e-3) if t else float("nan")
         frac_fl = flops / PEAK_FLOPS / (t * 1e-3) if t else float("nan")
         lines.append(f"| {name} | {m} | {t:.4f} | {peer} | {tp:.4f} | {speed:.2f}x | {tg:.4f} | {frac_bw:.2f} | "
-                     f"{frac_fl:.3f} |")
+                     f"{frac_fl:.3f} | {target(name, m, speed, frac_bw, t, tg)} |")
     table = "\n".join(lines)
     print(table)
     if args.results and not dry:
