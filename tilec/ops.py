@@ -21,6 +21,7 @@ from tilec.errors import ArgumentError
 from tilec.formats.qtensor import QTensor, scheme_of
 from tilec.ir.packing import PackedLayout
 from tilec.ir.signature import TABLE_DECODED, is_packed_format
+from tilec.ops_act_quant import linear_quantized_activations
 from tilec.runtime.kernel import Kernel
 
 _SPEC = """
@@ -85,10 +86,13 @@ def _(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.T
 
 
 def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None,
-           activation: str | None = None) -> torch.Tensor:
+           activation: str | None = None, activations: str | None = None) -> torch.Tensor:
     """``activation(x @ W.T + bias)`` for ``x [..., in_features]``; returns ``[..., out_features]`` in x's dtype.
 
     ``activation`` (None, "silu", "gelu" (exact) or "relu") is fused into the kernel's epilogue.
+    ``activations`` quantises x per token before the product (tilec/ops_act_quant.py): "int8" with a
+    per-channel int8 weight is W8A8, "fp8_e4m3" with a per-channel fp8_e4m3 weight is FP8 x FP8; None
+    keeps x in 16 bits (weight-only quantisation).
 
     The weight's scales are used in x's dtype (converted if they were stored in another).
     """
@@ -103,6 +107,9 @@ def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None,
     if bias is not None and (bias.shape != (out_features,) or bias.dtype != x.dtype):
         raise ArgumentError(f"bias must be [{out_features}] of {x.dtype}, got {tuple(bias.shape)} {bias.dtype}")
     rows = x.reshape(-1, in_features)
+    if activations is not None:
+        out = linear_quantized_activations(rows, qweight, bias, activation, activations)
+        return out.reshape(*x.shape[:-1], out_features)
     _kernel(qweight.format, bias is not None, activation)  # validates the format and the activation early
     coded = qweight.scheme in ("mx", "nvfp4")  # scales are e8m0 / e4m3 codes, used as they are
     scales = qweight.scales if coded else qweight.scales.to(x.dtype)
