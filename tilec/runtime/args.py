@@ -129,7 +129,8 @@ def _packed(name: str, fmt: str, value: Any, span: Any) -> tuple[Any, tuple[int,
         raise ArgumentError(f"'{name}' is a packed {fmt} tensor: pass a tilec.QTensor, got {type(value).__name__}",
                             span, hint=f"tilec.quantize(weight, '{fmt}', group_size=...)")
     scheme = scheme_of(fmt)
-    if value.format != fmt or value.scheme != scheme:
+    two_level = scheme == "affine" and value.scheme == "two_level"  # the same uintB codes, integer scales
+    if value.format != fmt or (value.scheme != scheme and not two_level):
         raise ArgumentError(f"'{name}' expects {fmt} codes ({scheme} scheme), got {value.format} ({value.scheme})",
                             span)
     if len(value.packed) != 1 or value.layout.slots != (0,):
