@@ -100,3 +100,19 @@ def test_bad_arguments_are_rejected_before_launch() -> None:
         k(xq, tilec.quantize(torch.randn(8, 64), "nf4", group_size=32), qt.scales, qt.zeros, torch.ones(2),
           qt.channel_scales, out, 32)
     assert torch.isnan(out).all()  # nothing launched
+
+
+def test_example_inputs_need_one_channel_scale() -> None:
+    """Example inputs for a two-level weight: the channel scales go to the one float [N] input, or it says why."""
+    from tilec.ir import dtypes as dt
+    from tilec.runtime.examples import make_inputs, quantized_inputs
+
+    k = kernel()
+    assert quantized_inputs(k, {"T": dt.f16, "S": dt.f16}) == {"s2", "zero", "w_scale"}
+    inputs = make_inputs(k, {"M": 3, "N": 9, "K": 64, "G": 1}, {"T": dt.f16, "S": dt.f16}, "cpu", 0, {"group": 64})
+    assert torch.equal(inputs["w_scale"], inputs["w"].channel_scales) and torch.isnan(inputs["out"]).all()
+    spec = EXAMPLE.read_text().replace("w_scale: Tensor[N, S],", "w_scale: Tensor[N, S], b: Tensor[N, f32],") \
+        .replace("w_scale[n].to(f32))", "w_scale[n].to(f32) + b[n])")
+    two = tilec.compile(spec, name="two_scales.tile").w4a8_linear
+    with pytest.raises(tilec.ArgumentError, match=r"exactly one float tensor \[N\].*\['w_scale', 'b'\]"):
+        make_inputs(two, {"M": 3, "N": 9, "K": 64, "G": 1}, {"T": dt.f16, "S": dt.f16}, "cpu", 0, {"group": 64})

@@ -140,6 +140,22 @@ def _quantized(kernel: Kernel, name: str, fmt: str, dims: Mapping[str, int], dty
     return out
 
 
+def quantized_inputs(kernel: Kernel, dtypes: Mapping[str, dt.DType]) -> frozenset[str]:
+    """The tensors `make_inputs` takes from a packed parameter's QTensor rather than drawing at random:
+    the scales and zero points of its ``dequantize`` calls, and a two-level weight's channel scales."""
+    kir = kernel.ir(dtypes)
+    names: set[str] = set()
+    for stmt in ir.walk_stmts(kir.body.body):
+        if isinstance(stmt, (ir.Assign, ir.Store)):
+            for e in ir.walk_exprs(stmt.value):
+                if isinstance(e, ir.QuantLoad) and e.scale is not None:
+                    names |= {n for n in (e.scale, e.zero) if n is not None}
+                    param = kir.param(e.tensor)
+                    if kir.param(e.scale).dtype.is_int and isinstance(param, ir.PackedParam):
+                        names.add(_channel_scale(kernel, kir, param))
+    return frozenset(names)
+
+
 def _channel_scale(kernel: Kernel, kir: ir.Kernel, packed: ir.PackedParam) -> str:
     """A two-level weight's per-channel float scale: the one float input tensor ``[rows]`` of the weight."""
     candidates = [p.name for p in kir.tensors if p.name in kernel.inputs and p.name != packed.name
