@@ -9,7 +9,8 @@ the ratio to the peer measured in the same run, and the fraction of the roofline
 copy bandwidth measured in the same run, and FLOPs over the dense bf16 peak (790 TFLOP/s on an H200).
 With --results it appends a dated table to benchmarks/RESULTS.md.
 
-Rows so far: W4A16 (uint4, group 128) vs torch fp16 matmul and gemlite (when importable). W8A8 vs torch
+Rows so far: W4A16 (uint4, group 128) vs torch fp16 matmul and gemlite (when importable); W4A8 (two-level
+uint4, group 128, activations quantised per token inside the op) vs torch fp16 matmul. W8A8 vs torch
 and FP8 x FP8 vs torch._scaled_mm are still to be added here.
 """
 
@@ -25,6 +26,8 @@ from pathlib import Path
 import torch
 
 import tilec
+from tilec.formats.two_level import second_level
+from tilec.ops_w4a8 import quantize_per_token
 
 PEAK_FLOPS = 790e12  # dense bf16, H200 (design.md section 7)
 ROOT = Path(__file__).resolve().parent
@@ -85,6 +88,11 @@ def main() -> None:
     weight = (torch.randn(n_dim, k_dim, generator=gen) * 0.02).to(device, torch.float16)
     qweight = tilec.quantize(weight, "uint4", group_size=128).to(device)
     w_deq = qweight.dequantize().to(device, torch.float64)
+    q8 = tilec.quantize(weight.cpu(), "uint4", group_size=128, two_level=True)  # references built on the host
+    assert q8.zeros is not None and q8.channel_scales is not None
+    w_levels = second_level(q8.codes(), q8.scales, q8.zeros, 128).to(device, torch.float64)
+    w_channel = q8.channel_scales.to(device, torch.float64)
+    qweight8 = q8.to(device)
     bandwidth = copy_bandwidth(device, dry)
     gem = None if dry else gemlite_linear(weight, 128)
     rows = []
@@ -98,6 +106,13 @@ def main() -> None:
         bytes_moved = qweight.nbytes + x.numel() * 2 + m * n_dim * 2
         flops = 2 * m * n_dim * k_dim
         rows.append(("W4A16 g128", m, t_tilec, "torch fp16", t_torch, t_gem, bytes_moved, flops))
+        # W4A8: the same weight, two-level; checked against the float64 product of the int8 activations
+        xq, x_scale = quantize_per_token(x)
+        ref8 = (xq.double() @ w_levels.T) * x_scale.double()[:, None] * w_channel[None, :]
+        check(tilec.ops.linear(x, qweight8), ref8, f"W4A8 M={m}", 2 * 2.0**-10)
+        t_w4a8 = bench(lambda x=x: tilec.ops.linear(x, qweight8), dry)
+        rows.append(("W4A8 g128 two-level", m, t_w4a8, "torch fp16", t_torch, float("nan"),
+                     qweight8.nbytes + x.numel() * 2 + m * n_dim * 2, flops))
     header = ("| kernel | M | tilec ms | peer | peer ms | tilec / peer speed-up | gemlite ms | "
               "fraction of copy bandwidth | fraction of bf16 peak |")
     lines = [header, "| --- " * 9 + "|"]
