@@ -15,6 +15,7 @@ from typing import Any
 
 from tilec.errors import ArgumentError
 from tilec.ir import dtypes as dt
+from tilec.ir import nodes as ir
 from tilec.ir.signature import Signature
 
 
@@ -114,9 +115,7 @@ class GroupedLoad:
     group: str | int | None  # a scalar parameter, a literal, or None (an expression: not checked)
 
     @staticmethod
-    def of(load: Any) -> GroupedLoad:
-        from tilec.ir import nodes as ir
-
+    def of(load: ir.QuantLoad) -> GroupedLoad:
         group = load.group
         value = group.name if isinstance(group, ir.ScalarArg) else (
             int(group.value) if isinstance(group, ir.Const) else None)
