@@ -57,6 +57,7 @@ def main() -> None:
 
             def bind_and_lookup(kernel: tilec.Kernel = kernel, values: dict = {**tensors, **scalars}) -> None:  # noqa: B006
                 bound = argbind.bind(kernel.signature, (), values, kernel.outputs)
+                argbind.check_groups(kernel.signature, kernel._groups, bound)
                 kernel._for_launch(bound, None)
 
             overhead_us = 1e3 * median_ms(bind_and_lookup, 300)

@@ -10,6 +10,7 @@ copy bandwidth measured in the same run, and FLOPs over the dense bf16 peak (790
 With --results it appends a dated table to benchmarks/RESULTS.md.
 
 Rows: W4A16 (uint4, group 128, tilec.ops.linear) vs torch fp16 matmul and gemlite (when importable);
+W4A8 (two-level uint4, group 128, activations quantised per token inside the op) vs torch fp16 matmul;
 W8A8 (examples/w8a8.tile: int8 x int8, per-token x per-channel scales, bf16 out) vs torch fp16 matmul;
 FP8 x FP8 (examples/fp8_gemm.tile: e4m3, per-row scales, bf16 out) vs torch._scaled_mm with the same
 row-wise scales, also at M = 8192 (design.md's 8192^3 target).  A peer that cannot run a shape (torch's
@@ -28,6 +29,9 @@ from pathlib import Path
 import torch
 
 import tilec
+from tilec.formats.two_level import second_level
+from tilec.ops_act_quant import quantize_per_token
+from tilec.formats.two_level import second_level
 
 PEAK_FLOPS = 790e12  # dense bf16, H200 (design.md section 7)
 ROOT = Path(__file__).resolve().parent
@@ -95,6 +99,28 @@ def w4a16_rows(ms: tuple[int, ...], n_dim: int, k_dim: int, device: str, dry: bo
         t_gem = bench(lambda x=x: gem(x), dry) if gem is not None else float("nan")
         bytes_moved = qweight.nbytes + x.numel() * 2 + m * n_dim * 2
         rows.append(("W4A16 g128", m, t_tilec, "torch fp16", t_torch, t_gem, bytes_moved, 2 * m * n_dim * k_dim))
+    return rows
+
+
+def w4a8_rows(ms: tuple[int, ...], n_dim: int, k_dim: int, device: str, dry: bool,
+              gen: torch.Generator) -> list[Row]:
+    weight = (torch.randn(n_dim, k_dim, generator=gen) * 0.02).to(torch.float16)
+    q8 = tilec.quantize(weight, "uint4", group_size=128, two_level=True)  # references built on the host
+    assert q8.zeros is not None and q8.channel_scales is not None
+    w_levels = second_level(q8.codes(), q8.scales, q8.zeros, 128).to(device, torch.float64)
+    w_channel = q8.channel_scales.to(device, torch.float64)
+    qweight8, weight = q8.to(device), weight.to(device)
+    rows = []
+    for m in ms:
+        x = torch.randn(m, k_dim, generator=gen).to(device, torch.float16)
+        # checked against the float64 product of the int8 activations and the two-level weight
+        xq, x_scale = quantize_per_token(x)
+        ref = (xq.double() @ w_levels.T) * x_scale.double()[:, None] * w_channel[None, :]
+        check(tilec.ops.linear(x, qweight8), ref, f"W4A8 M={m}", 2 * 2.0**-10)
+        t_w4a8 = bench(lambda x=x: tilec.ops.linear(x, qweight8), dry)
+        t_torch = bench(lambda x=x: x @ weight.T, dry)
+        rows.append(("W4A8 g128 two-level", m, t_w4a8, "torch fp16", t_torch, float("nan"),
+                     qweight8.nbytes + x.numel() * 2 + m * n_dim * 2, 2 * m * n_dim * k_dim))
     return rows
 
 
@@ -182,6 +208,7 @@ def main() -> None:
     gen = torch.Generator(device="cpu").manual_seed(0)
     bandwidth = copy_bandwidth(device, dry)
     rows = w4a16_rows(ms_list, n_dim, k_dim, device, dry, gen)
+    rows += w4a8_rows(ms_list, n_dim, k_dim, device, dry, gen)
     rows += w8a8_rows(ms_list, n_dim, k_dim, device, dry, gen)
     rows += fp8_rows(ms_list + ((8192,) if not dry else ()), n_dim, k_dim, device, dry, gen)
     header = ("| kernel | M | tilec ms | peer | peer ms | tilec / peer speed-up | gemlite ms | "

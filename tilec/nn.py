@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tilec.formats.qtensor import QTensor, quantize, scheme_of
+from tilec.formats.qtensor import QTensor, quantize
 from tilec.ir.packing import PackedLayout
 from tilec.ops import linear
 
@@ -16,16 +16,18 @@ class QuantLinear(torch.nn.Module):
     scales: torch.Tensor
     zeros: torch.Tensor | None
     tensor_scale: torch.Tensor | None
+    channel_scales: torch.Tensor | None
     bias: torch.Tensor | None
 
     def __init__(self, qweight: QTensor, bias: torch.Tensor | None = None):
         super().__init__()
         self.in_features, self.out_features = qweight.shape[1], qweight.shape[0]
-        self.format, self.group_size = qweight.format, qweight.group_size
+        self.format, self.group_size, self.scheme = qweight.format, qweight.group_size, qweight.scheme
         self.register_buffer("words", qweight.packed[0])
         self.register_buffer("scales", qweight.scales)
         self.register_buffer("zeros", qweight.zeros)
         self.register_buffer("tensor_scale", qweight.tensor_scale)
+        self.register_buffer("channel_scales", qweight.channel_scales)  # two-level (W4A8) weights
         self.register_buffer("bias", bias)
 
     @classmethod
@@ -41,9 +43,9 @@ class QuantLinear(torch.nn.Module):
     def qweight(self) -> QTensor:
         from tilec import formats
 
-        return QTensor(self.format, scheme_of(self.format), (self.out_features, self.in_features), self.group_size,
+        return QTensor(self.format, self.scheme, (self.out_features, self.in_features), self.group_size,
                        PackedLayout(formats.get(self.format).bits), (self.words,), self.scales, self.zeros,
-                       self.tensor_scale)
+                       self.tensor_scale, self.channel_scales)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
@@ -51,4 +53,4 @@ class QuantLinear(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, format={self.format}, " \
-               f"group_size={self.group_size}"
+               f"group_size={self.group_size}" + (", two_level" if self.scheme == "two_level" else "")

@@ -4,7 +4,9 @@
 weight ``W`` [out_features, in_features] in an integer format (``uint1``..``uint8`` asymmetric,
 ``int2``..``int8`` symmetric) or a minifloat/codebook format with group scales (``fp4_e2m1``,
 ``fp6_e2m3``, ``fp6_e3m2``, ``fp8_e4m3``, ``fp8_e5m2``, ``nf4``) or an OCP MX format (``mxfp4``...``mxint8``,
-e8m0 scales) or ``nvfp4``, like ``torch.nn.functional.linear``.
+e8m0 scales) or ``nvfp4``, like ``torch.nn.functional.linear``.  A two-level QTensor
+(``tilec.quantize(w, "uint4", group_size=128, two_level=True)``) runs W4A8: x is quantised per token to
+int8 and multiplied on the integer tensor cores (``torch.ops.tilec.linear_w4a8``, tilec/ops_w4a8.py).
 It goes through the torch op ``torch.ops.tilec.linear_packed`` (the QTensor's tensors are its
 arguments), so it works under ``torch.compile(fullgraph=True)``.  The kernel is a tile-language spec
 (the same as examples/w4a16.tile, with the format and the epilogue filled in), compiled once per variant.
@@ -22,6 +24,7 @@ from tilec.formats.qtensor import QTensor, scheme_of
 from tilec.ir.packing import PackedLayout
 from tilec.ir.signature import TABLE_DECODED, is_packed_format
 from tilec.ops_act_quant import linear_quantized_activations
+from tilec.ops_w4a8 import linear_two_level
 from tilec.runtime.kernel import Kernel
 
 _SPEC = """
@@ -96,7 +99,7 @@ def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None,
 
     The weight's scales are used in x's dtype (converted if they were stored in another).
     """
-    if not isinstance(qweight, QTensor) or qweight.scheme not in ("affine", "scaled", "mx", "nvfp4"):
+    if not isinstance(qweight, QTensor) or qweight.scheme not in ("affine", "scaled", "mx", "nvfp4", "two_level"):
         raise ArgumentError("tilec.ops.linear takes a QTensor in an integer, minifloat/codebook or MX format",
                             hint="tilec.quantize(weight, 'uint4', group_size=128)")
     out_features, in_features = qweight.shape
@@ -107,6 +110,10 @@ def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None,
     if bias is not None and (bias.shape != (out_features,) or bias.dtype != x.dtype):
         raise ArgumentError(f"bias must be [{out_features}] of {x.dtype}, got {tuple(bias.shape)} {bias.dtype}")
     rows = x.reshape(-1, in_features)
+    if qweight.scheme == "two_level":  # W4A8: activations quantised per token to int8 (tilec/ops_w4a8.py)
+        if activations not in (None, "int8"):
+            raise ArgumentError(f"two-level weights take int8 activations (W4A8), not activations='{activations}'")
+        return linear_two_level(rows, qweight, bias, activation).reshape(*x.shape[:-1], out_features)
     if activations is not None:
         out = linear_quantized_activations(rows, qweight, bias, activation, activations)
         return out.reshape(*x.shape[:-1], out_features)

@@ -100,3 +100,28 @@ def test_schedule_pinned_per_call_and_per_kernel(rmsnorm: tilec.Kernel) -> None:
         rmsnorm.pin(None)
     with pytest.raises(tilec.ScheduleError, match="not a power of two"):
         rmsnorm(**_args(), schedule={"m": 3})
+
+
+def test_group_scales_must_cover_k_in_groups_of_group() -> None:
+    """A group size that disagrees with the scales' columns would read them out of bounds: caught before launch."""
+    import re
+
+    w4a16 = tilec.compile(EXAMPLES / "w4a16.tile").w4a16_linear
+    qt = tilec.quantize(torch.randn(8, 200), "uint4", group_size=64)  # 4 groups, the last partial
+    assert qt.zeros is not None
+    x, out = torch.randn(2, 200).half(), torch.full((2, 8), float("nan")).half()
+    with pytest.raises(tilec.ArgumentError, match=re.escape("'scale' has 4 group columns, but K = 200 in groups "
+                                                            "of 32 needs 7")) as info:
+        w4a16(x, qt, qt.scales.half(), qt.zeros, out, 32)
+    assert info.value.hint is not None and "group_size" in info.value.hint
+    with pytest.raises(tilec.ArgumentError, match="must be positive, got 0"):
+        w4a16(x, qt, qt.scales.half(), qt.zeros, out, 0)
+    assert torch.isnan(out).all()  # nothing launched
+    w4a16(x, qt, qt.scales.half(), qt.zeros, out, 64)  # the right group size launches
+    assert torch.isfinite(out).all()
+    w4a8 = tilec.compile(EXAMPLES / "w4a8.tile").w4a8_linear
+    q2 = tilec.quantize(torch.randn(8, 200), "uint4", group_size=128, two_level=True)
+    assert q2.zeros is not None
+    with pytest.raises(tilec.ArgumentError, match="'s2' has 2 group columns"):
+        w4a8(torch.zeros(2, 200, dtype=torch.int8), q2, q2.scales, q2.zeros, torch.ones(2), q2.channel_scales,
+             out, 64)

@@ -17,8 +17,7 @@ import torch
 
 import tilec
 from tilec.formats.qtensor import QTensor
-from tilec.ir import nodes as ir
-from tilec.runtime.examples import example_values, make_inputs
+from tilec.runtime.examples import example_values, make_inputs, quantized_inputs
 from tilec.runtime.reference import evaluate
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.tile"))
@@ -47,10 +46,9 @@ def guarded(shape: tuple[int, ...], dtype: torch.dtype, fill: torch.Tensor | Non
 
 
 def _linked(kernel: tilec.Kernel, dtypes: dict, name: str) -> bool:
-    """Whether ``name`` is the scale or zero tensor of a dequantising load (it must match its QTensor)."""
-    return any(isinstance(e, ir.QuantLoad) and name in (e.scale, e.zero)
-               for s in ir.walk_stmts(kernel.ir(dtypes).body.body) if isinstance(s, (ir.Assign, ir.Store))
-               for e in ir.walk_exprs(s.value))
+    """Whether ``name`` is the scale or zero tensor of a dequantising load, or a two-level weight's channel
+    scales (it must match its QTensor)."""
+    return name in quantized_inputs(kernel, dtypes)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

@@ -8,6 +8,9 @@ describes, and the host packer executes) a tile ``w[n, k]`` becomes::
     code = (word_lo >> shift) [| word_hi << (32 - shift) where the code crosses a word]  & (2**B - 1)
     value = (code - zero[n, k // group]) * scale[n, k // group]      (0 in padding lanes)
 
+With integer (u8) scales and zeros (a two-level QTensor's second level) the value is computed in int32
+and is an exact int8: the tile feeds an int8 x int8 -> int32 dot.
+
 Widths that divide 32 (1, 2, 4, 8 bits) never cross: the tile's words are loaded once and unpacked in
 registers (shift by ``j * B``, mask, reshape), when the K block holds whole words.  Other widths gather
 the word (and, for codes that cross, the next word) per code.  Choosing the packed order so the unpacked
@@ -58,6 +61,8 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
         return f"{code}.to({e.type.dtype.triton})"
     assert e.group is not None
     group = em.bind(f"{cols} // {strip_parens(em.expr(e.group))}", f"{name}_group")
+    if e.type.dtype == dt.i8:
+        return _integer_levels(em, e, code, rows, group, masked, f"{name}_{row_ix.tile}{col_ix.tile}")
     if param.e8m0_scales:  # 2 ** (code - 127) built from its bits (exact); code 0 is 2**-127, 255 NaN
         raw = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_e8m0")
         scale = em.bind(f"tl.where({raw} == 0, 0x00400000, tl.where({raw} == 255, 0x7FC00000, {raw} << 23))"
@@ -76,6 +81,17 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
         value = f"tl.where({mask}, {value}, 0.0)"
     out = em.bind(value, f"{name}_{row_ix.tile}{col_ix.tile}")
     return out if e.type.dtype == dt.f32 else f"{out}.to({e.type.dtype.triton})"
+
+
+def _integer_levels(em: Emitter, e: ir.QuantLoad, code: str, rows: str, group: str, masked: str, out: str) -> str:
+    """Two-level weights (integer scales): ``(code - zero) * scale`` in int32, an exact int8 by construction
+    (tilec.formats.two_level), so the main loop never leaves the integer domain."""
+    assert e.scale is not None and e.zero is not None
+    name = e.tensor
+    scale = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_{name}")
+    zero = em.bind(f"tl.load({_grouped(em, e.zero, rows, group)}{masked}).to(tl.int32)", f"{e.zero}_{name}")
+    # padding lanes hold 0 (passes/masks.py relies on it): their scale was loaded as 0 under the mask
+    return f"{em.bind(f'({code} - {zero}) * {scale}', out)}.to(tl.int8)"
 
 
 def _row(em: Emitter, tensor: str, rows: str) -> str:

@@ -8,13 +8,16 @@ field           shape / dtype                   meaning
 ==============  ==============================  ==========================================================
 ``packed``      tuple of int32 ``[out, W_p]``   codes packed along ``in`` by ``layout`` (tilec.ir.packing)
 ``scales``      ``[out, G]``                    affine / scaled: float scales; mx: e8m0 codes (uint8);
-                                                nvfp4: fp8_e4m3 codes (uint8)
-``zeros``       uint8 ``[out, G]`` or None      asymmetric affine zero points
+                                                nvfp4: fp8_e4m3 codes (uint8); two_level: integer s2 (uint8)
+``zeros``       uint8 ``[out, G]`` or None      asymmetric affine and two_level zero points
 ``tensor_scale`` float32 ``[]`` or None         nvfp4's per-tensor scale
+``channel_scales`` ``[out]`` or None            two_level: the float per-channel scale s1
 ==============  ==============================  ==========================================================
 
 Schemes: ``affine`` (int/uint codes, ``(q - zero) * scale``), ``scaled`` (minifloat or codebook codes
-times a per-group float scale ``amax / format.max``), ``mx`` (OCP MX blocks of 32) and ``nvfp4``.
+times a per-group float scale ``amax / format.max``), ``mx`` (OCP MX blocks of 32), ``nvfp4``, and
+``two_level`` (QServe's progressive scheme, ``quantize(w, "uint4", group_size=128, two_level=True)``:
+``s1[n] * ((q - zero) * s2)`` where ``(q - zero) * s2`` is an exact int8; tilec.formats.two_level).
 Codes are never requantised after import: ``from_gptq`` / ``from_awq`` repack the integer codes exactly.
 """
 
@@ -32,6 +35,7 @@ from tilec.formats.integer import IntFormat
 from tilec.formats.minifloat import MinifloatFormat
 from tilec.formats.mx import MXFormat
 from tilec.formats.nvfp4 import NVFP4Format
+from tilec.formats.two_level import dequantize_two_level, quantize_two_level
 from tilec.ir.packing import PackedLayout, pack_planes, unpack
 
 
@@ -46,6 +50,7 @@ class QTensor:
     scales: torch.Tensor
     zeros: torch.Tensor | None = None
     tensor_scale: torch.Tensor | None = None
+    channel_scales: torch.Tensor | None = None
 
     @property
     def bits(self) -> int:
@@ -53,7 +58,7 @@ class QTensor:
 
     @property
     def nbytes(self) -> int:
-        extra = [self.scales] + [t for t in (self.zeros, self.tensor_scale) if t is not None]
+        extra = [self.scales] + [t for t in (self.zeros, self.tensor_scale, self.channel_scales) if t is not None]
         return sum(t.numel() * t.element_size() for t in (*self.packed, *extra))
 
     def codes(self) -> torch.Tensor:
@@ -68,6 +73,9 @@ class QTensor:
         if self.scheme == "affine":
             assert isinstance(fmt, IntFormat)
             return dequantize_affine(codes, self.scales, self.zeros, fmt, self.group_size, dtype)
+        if self.scheme == "two_level":
+            assert self.zeros is not None and self.channel_scales is not None
+            return dequantize_two_level(codes, self.scales, self.zeros, self.channel_scales, self.group_size, dtype)
         if self.scheme == "mx":
             assert isinstance(fmt, MXFormat)
             return fmt.dequantize(codes, self.scales, dtype)
@@ -84,7 +92,8 @@ class QTensor:
             return None if t is None else t.to(device)
 
         return replace(self, packed=tuple(t.to(device) for t in self.packed), scales=self.scales.to(device),
-                       zeros=move(self.zeros), tensor_scale=move(self.tensor_scale))
+                       zeros=move(self.zeros), tensor_scale=move(self.tensor_scale),
+                       channel_scales=move(self.channel_scales))
 
     def __repr__(self) -> str:
         return (f"QTensor({self.format}, {self.scheme}, shape={self.shape}, group_size={self.group_size}, "
@@ -106,12 +115,15 @@ def scheme_of(format: str) -> str:  # noqa: A002
 
 
 def quantize(weight: torch.Tensor, format: str, group_size: int | None = 128, *,  # noqa: A002
-             symmetric: bool | None = None, scale_dtype: torch.dtype = torch.float16) -> QTensor:
+             symmetric: bool | None = None, scale_dtype: torch.dtype = torch.float16,
+             two_level: bool = False) -> QTensor:
     """Quantise an ``[out_features, in_features]`` weight, groups along ``in_features``.
 
     ``group_size=None`` means one group per row (per channel).  ``symmetric`` defaults to True for
     signed integer formats and False for unsigned ones.  MX formats have blocks of 32 and nvfp4 of 16,
-    fixed by their specifications.
+    fixed by their specifications.  ``two_level=True`` (unsigned integer formats, asymmetric) quantises
+    QServe's way: per channel to int8 with a float scale (``scale_dtype``), then per group to ``uintB``
+    with uint8 integer scales and zero points (scheme ``two_level``, for the W4A8 kernel).
     """
     if weight.dim() != 2:
         raise ValueError(f"quantize expects a 2-D [out_features, in_features] weight, got shape {tuple(weight.shape)}")
@@ -120,6 +132,13 @@ def quantize(weight: torch.Tensor, format: str, group_size: int | None = 128, *,
     g = inp if group_size is None else int(group_size)
     w = weight.detach().to("cpu", torch.float32)
     zeros = tensor_scale = None
+    if two_level:
+        if symmetric:
+            raise ValueError("two-level quantisation is asymmetric (uint codes with integer zero points)")
+        codes, s2, zeros, s1 = quantize_two_level(w, format, g, scale_dtype)
+        layout = PackedLayout(fmt.bits)
+        return QTensor(format, "two_level", (out, inp), g, layout, pack_planes(codes, layout), s2, zeros,
+                       channel_scales=s1)
     if isinstance(fmt, IntFormat):
         sym = fmt.signed if symmetric is None else symmetric
         codes, scales, zeros = quantize_affine(w, fmt, g, sym, scale_dtype)

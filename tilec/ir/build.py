@@ -320,12 +320,17 @@ class _Builder(ExprTyper):
         if scale is not None and coded and scale.dtype != dt.u8:
             raise TileTypeError(f"{param.format} scales '{scale.name}' are 8-bit codes (u8), not {scale.dtype.name}",
                                 span)
-        if scale is not None and not coded and not scale.dtype.is_float:
+        integer = scale is not None and not coded and scale.dtype.is_int  # two-level (W4A8): an i8 tile
+        if integer and scale is not None:
+            _check_integer_dequantize(param, scale, zero, span)
+        elif scale is not None and not coded and not scale.dtype.is_float:
             raise TileTypeError(f"scales '{scale.name}' must be floats, not {scale.dtype.name}", span)
         if zero is not None and (param.signed or param.table):
             raise TileTypeError(f"'{param.name}' holds {'float' if param.table else 'signed'} codes; it takes no "
                                 "zero points", span, hint="pass None for the zero points")
-        if param.table and (scale is None or coded):
+        if integer:
+            dtype = dt.i8  # (code - zero) * scale is an exact int8 (tilec.formats.two_level)
+        elif param.table and (scale is None or coded):
             dtype = dt.f32  # element values (times a power-of-two MX scale): f32, cast as needed
         else:
             dtype = scale.dtype if scale is not None else (dt.i8 if param.signed else dt.u8)
@@ -438,3 +443,17 @@ def _span(node: object) -> Span:
     span = getattr(node, "span", None)
     assert isinstance(span, Span)
     return span
+
+
+def _check_integer_dequantize(param: ir.PackedParam, scale: ir.TensorParam, zero: ir.TensorParam | None,
+                              span: Span) -> None:
+    """Integer scales (a two-level QTensor's second level): uintB codes, u8 scales and u8 zero points."""
+    hint = "two-level weights: w: Tensor[N, K, uint4], s2: Tensor[N, G, u8], zero: Tensor[N, G, u8]"
+    if param.signed or param.table:
+        raise TileTypeError(f"integer scales '{scale.name}' dequantise unsigned integer codes (uintB), not "
+                            f"{param.format}", span, hint=hint)
+    if scale.dtype != dt.u8:
+        raise TileTypeError(f"integer scales '{scale.name}' must be u8, not {scale.dtype.name}", span, hint=hint)
+    if zero is None or zero.dtype != dt.u8:
+        got = "None" if zero is None else zero.dtype.name
+        raise TileTypeError(f"integer scales '{scale.name}' need u8 zero points, got {got}", span, hint=hint)

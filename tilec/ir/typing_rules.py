@@ -202,9 +202,12 @@ class ExprTyper(ABC):
         if any(ax.kind == "one" for ax in a.type.axes + b.type.axes):
             raise TileShapeError("'@' needs tiles without broadcast (size 1) axes", span)
         if a.type.dtype != b.type.dtype or a.type.dtype not in DOT_DTYPES:
+            hint = f"cast both, e.g. (x).to({a.type.dtype.name}) @ y"
+            if dt.i8 in (a.type.dtype, b.type.dtype) and (a.type.dtype.is_float or b.type.dtype.is_float):
+                hint = ("an i8 tile (e.g. dequantize() with integer scales) multiplies i8 activations on the "
+                        "integer tensor cores; float activations take float scales")
             raise TileTypeError(f"'@' needs two operands of one type among f16, bf16, f32, i8, f8e4m3, f8e5m2; "
-                                f"got {a.type.dtype.name} and {b.type.dtype.name}", span,
-                                hint=f"cast both, e.g. (x).to({a.type.dtype.name}) @ y")
+                                f"got {a.type.dtype.name} and {b.type.dtype.name}", span, hint=hint)
         out = dt.i32 if a.type.dtype == dt.i8 else dt.f32
         return ir.Dot(a, b, None, TileType((a.type.axes[0], b.type.axes[1]), out), span)
 

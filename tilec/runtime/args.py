@@ -15,6 +15,7 @@ from typing import Any
 
 from tilec.errors import ArgumentError
 from tilec.ir import dtypes as dt
+from tilec.ir import nodes as ir
 from tilec.ir.signature import Signature
 
 
@@ -105,6 +106,42 @@ def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs
     return Bound(tensors, scalars, dims, dtypes, device)
 
 
+@dataclass(frozen=True)
+class GroupedLoad:
+    """A ``dequantize(w[n, k], scale, zero, group)`` whose group tensors must have ``ceil(K / group)`` columns."""
+
+    packed: str
+    aux: tuple[str, ...]  # the scale and zero tensors
+    group: str | int | None  # a scalar parameter, a literal, or None (an expression: not checked)
+
+    @staticmethod
+    def of(load: ir.QuantLoad) -> GroupedLoad:
+        group = load.group
+        value = group.name if isinstance(group, ir.ScalarArg) else (
+            int(group.value) if isinstance(group, ir.Const) else None)
+        return GroupedLoad(load.tensor, tuple(n for n in (load.scale, load.zero) if n is not None), value)
+
+
+def check_groups(sig: Signature, loads: Sequence[GroupedLoad], bound: Bound) -> None:
+    """Group scales that do not cover K in groups of ``group`` would be read out of bounds: reject them."""
+    for load in loads:
+        if load.group is None:
+            continue
+        group = load.group if isinstance(load.group, int) else int(bound.scalars[load.group])
+        if group < 1:
+            raise ArgumentError(f"the group size of '{load.packed}' must be positive, got {group}",
+                                sig.param(load.group).span if isinstance(load.group, str) else None)
+        k_dim = sig.param(load.packed).dims[1]
+        k = k_dim if isinstance(k_dim, int) else bound.dims[k_dim]
+        want = -(-k // group)
+        for aux in load.aux:
+            cols = int(bound.tensors[aux].shape[1])
+            if cols != want:
+                raise ArgumentError(f"'{aux}' has {cols} group columns, but K = {k} in groups of {group} needs "
+                                    f"{want}", sig.param(aux).span,
+                                    hint="pass the group size the weight was quantised with (QTensor.group_size)")
+
+
 def _bind_dims(name: str, declared: tuple[str | int, ...], shape: tuple[int, ...], dims: dict[str, int],
                origin: dict[str, str], span: Any) -> None:
     for axis, (dim, size) in enumerate(zip(declared, shape)):
@@ -129,7 +166,8 @@ def _packed(name: str, fmt: str, value: Any, span: Any) -> tuple[Any, tuple[int,
         raise ArgumentError(f"'{name}' is a packed {fmt} tensor: pass a tilec.QTensor, got {type(value).__name__}",
                             span, hint=f"tilec.quantize(weight, '{fmt}', group_size=...)")
     scheme = scheme_of(fmt)
-    if value.format != fmt or value.scheme != scheme:
+    two_level = scheme == "affine" and value.scheme == "two_level"  # the same uintB codes, integer scales
+    if value.format != fmt or (value.scheme != scheme and not two_level):
         raise ArgumentError(f"'{name}' expects {fmt} codes ({scheme} scheme), got {value.format} ({value.scheme})",
                             span)
     if len(value.packed) != 1 or value.layout.slots != (0,):

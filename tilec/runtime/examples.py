@@ -18,6 +18,7 @@ from tilec.api import SpecModule
 from tilec.errors import ArgumentError, TileTypeError
 from tilec.frontend import ast
 from tilec.ir import dtypes as dt
+from tilec.ir import nodes as ir
 from tilec.runtime.kernel import Kernel
 from tilec.runtime.reference import evaluate
 
@@ -77,7 +78,8 @@ def make_inputs(kernel: Kernel, dims: Mapping[str, int], dtypes: Mapping[str, dt
     """Fresh random inputs, and outputs filled with NaN (poison) so an unwritten element fails.
 
     A packed parameter gets ``tilec.quantize`` of a random weight, with the group size its
-    ``dequantize`` call names; the scale and zero tensors of that call get the QTensor's own.
+    ``dequantize`` call names; the scale and zero tensors of that call get the QTensor's own.  Integer
+    (u8) scales make it a two-level QTensor; its channel scales go to the one float ``[rows]`` input.
     """
     import torch
 
@@ -108,7 +110,6 @@ def _quantized(kernel: Kernel, name: str, fmt: str, dims: Mapping[str, int], dty
     import torch
 
     from tilec.formats.qtensor import quantize
-    from tilec.ir import nodes as ir
 
     kir = kernel.ir(dtypes)
     loads = [e for s in ir.walk_stmts(kir.body.body) if isinstance(s, (ir.Assign, ir.Store))
@@ -122,12 +123,47 @@ def _quantized(kernel: Kernel, name: str, fmt: str, dims: Mapping[str, int], dty
     shape = [int(d.subs({s: dims[s.name] for s in d.free_symbols})) for d in param.dims]
     assert load.scale is not None
     scale_dtype = getattr(torch, kir.param(load.scale).dtype.torch_name)
-    qt = quantize(torch.randn(shape, generator=gen), fmt, group_size=group, scale_dtype=scale_dtype)
-    out: dict[str, Any] = {name: qt.to(device), load.scale: qt.scales.to(device)}
+    out: dict[str, Any] = {}
+    two_level = kir.param(load.scale).dtype.is_int  # integer second-level scales: a two-level QTensor
+    if two_level:
+        channel = _channel_scale(kernel, kir, param)
+        scale_dtype = getattr(torch, kir.param(channel).dtype.torch_name)
+    qt = quantize(torch.randn(shape, generator=gen), fmt, group_size=group, scale_dtype=scale_dtype,
+                  two_level=two_level)
+    if two_level:
+        assert qt.channel_scales is not None
+        out[channel] = qt.channel_scales.to(device)
+    out.update({name: qt.to(device), load.scale: qt.scales.to(device)})
     if load.zero is not None:
         assert qt.zeros is not None
         out[load.zero] = qt.zeros.to(device)
     return out
+
+
+def quantized_inputs(kernel: Kernel, dtypes: Mapping[str, dt.DType]) -> frozenset[str]:
+    """The tensors `make_inputs` takes from a packed parameter's QTensor rather than drawing at random:
+    the scales and zero points of its ``dequantize`` calls, and a two-level weight's channel scales."""
+    kir = kernel.ir(dtypes)
+    names: set[str] = set()
+    for stmt in ir.walk_stmts(kir.body.body):
+        if isinstance(stmt, (ir.Assign, ir.Store)):
+            for e in ir.walk_exprs(stmt.value):
+                if isinstance(e, ir.QuantLoad) and e.scale is not None:
+                    names |= {n for n in (e.scale, e.zero) if n is not None}
+                    param = kir.param(e.tensor)
+                    if kir.param(e.scale).dtype.is_int and isinstance(param, ir.PackedParam):
+                        names.add(_channel_scale(kernel, kir, param))
+    return frozenset(names)
+
+
+def _channel_scale(kernel: Kernel, kir: ir.Kernel, packed: ir.PackedParam) -> str:
+    """A two-level weight's per-channel float scale: the one float input tensor ``[rows]`` of the weight."""
+    candidates = [p.name for p in kir.tensors if p.name in kernel.inputs and p.name != packed.name
+                  and len(p.dims) == 1 and p.dims[0] == packed.dims[0] and p.dtype.is_float]
+    if len(candidates) != 1:
+        raise ArgumentError(f"example: two-level '{packed.name}' needs exactly one float tensor [{packed.dims[0]}] "
+                            f"for its channel scales, found {candidates or 'none'}")
+    return candidates[0]
 
 
 def run_example(module: SpecModule, example: ast.Example, device: str = "cpu", seed: int = 0,

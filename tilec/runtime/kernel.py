@@ -64,6 +64,7 @@ class Kernel:
         checked = self.ir()  # every spec error surfaces here, at definition time
         stored = {s.tensor for s in ir.walk_stmts(checked.body.body) if isinstance(s, ir.Store)}
         loaded: set[str] = set()
+        self._groups: list[argbind.GroupedLoad] = []  # checked at every launch: scales match K and the group
         for stmt in ir.walk_stmts(checked.body.body):
             if isinstance(stmt, (ir.Assign, ir.Store)):
                 for e in ir.walk_exprs(stmt.value):
@@ -71,6 +72,8 @@ class Kernel:
                         loaded.add(e.tensor)
                     elif isinstance(e, ir.QuantLoad):
                         loaded |= {name for name in (e.tensor, e.scale, e.zero) if name is not None}
+                        if e.group is not None:
+                            self._groups.append(argbind.GroupedLoad.of(e))
         self.outputs = frozenset(stored)
         self.inputs = frozenset(p.name for p in self.signature.params if p.kind != "scalar") - (stored - loaded)
         self._pinned: Overrides = overrides(schedule)
@@ -141,6 +144,7 @@ class Kernel:
     # ----------------------------------------------------------------- launch
     def __call__(self, *args: Any, schedule: Schedule | Mapping[str, object] | None = None, **kwargs: Any) -> None:
         bound = argbind.bind(self.signature, args, kwargs, self.outputs)
+        argbind.check_groups(self.signature, self._groups, bound)
         compiled = self._for_launch(bound, schedule)
         launch(compiled, bound)
 

@@ -1,0 +1,118 @@
+"""W4A8 (examples/w4a8.tile) in Triton's interpreter: two-level uint4 weights x int8 activations.
+
+The reference is the float64 product of the int8 activations and the two-level dequantised weight,
+``x_scale[m] * s1[n] * sum_k xq[m, k] * ((q - z) * s2)[n, k]``.  The kernel's integer accumulation is exact
+(|acc| <= 127 * 127 * K < 2**24, so even acc.to(f32) is exact at these K), leaving the epilogue: two f32
+products (2**-24 relative each) and one rounding to T (unit roundoff u = 2**-11 for f16, 2**-8 for bf16,
+plus half the smallest f16 subnormal, 2**-25).  Every element must satisfy
+``|out - ref| <= (u + 2**-22) * |ref| + 2**-25``.  Two-level groups need not divide K: the last group
+of a row is partial (K = 200 with groups of 64 and 128 here); N = 65 and K = 200 are multiples of no tile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import tilec
+from tilec.formats.two_level import second_level
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "w4a8.tile"
+ROUNDOFF = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
+
+
+def kernel() -> tilec.Kernel:
+    return tilec.compile(EXAMPLE).w4a8_linear
+
+
+def reference(xq: torch.Tensor, x_scale: torch.Tensor, qt: tilec.QTensor) -> torch.Tensor:
+    assert qt.zeros is not None and qt.channel_scales is not None
+    levels = second_level(qt.codes(), qt.scales, qt.zeros, qt.group_size).double()
+    return (xq.double() @ levels.T) * x_scale.double()[:, None] * qt.channel_scales.double()[None, :]
+
+
+def check(out: torch.Tensor, ref: torch.Tensor) -> None:
+    assert torch.isfinite(out).all(), "NaN or inf left in the output"
+    err = (out.double() - ref).abs()
+    bound = (ROUNDOFF[out.dtype] + 2.0**-22) * ref.abs() + 2.0**-25
+    assert (err <= bound).all(), f"max excess {(err - bound).max().item():.3e}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("group,schedule", [(64, None), (128, {"m": 16, "n": 32, "k": 32}),
+                                            (32, {"m": 16, "n": 16, "k": 128})])
+def test_kernel_matches_the_float64_integer_product(dtype: torch.dtype, group: int,
+                                                    schedule: dict[str, int] | None) -> None:
+    k = kernel()
+    gen = torch.Generator().manual_seed(group)
+    n, kk = 65, 200
+    qt = tilec.quantize(torch.randn(n, kk, generator=gen) * 0.1, "uint4", group_size=group, two_level=True)
+    assert qt.zeros is not None and qt.channel_scales is not None
+    for m in (1, 7, 33):
+        xq = torch.randint(-127, 128, (m, kk), generator=gen, dtype=torch.int8)  # the whole int8 range
+        x_scale = torch.rand(m, generator=gen) * 0.02 + 1e-3
+        out = torch.full((m, n), float("nan"), dtype=dtype)
+        k(xq, qt, qt.scales, qt.zeros, x_scale, qt.channel_scales, out, group,
+          **({"schedule": schedule} if schedule else {}))
+        check(out, reference(xq, x_scale, qt))
+
+
+def test_extreme_levels_accumulate_exactly() -> None:
+    """Levels at +-127-ish and activations at +-127 everywhere: the largest products int8 allows."""
+    k = kernel()
+    n, kk, group = 9, 200, 64
+    w = torch.full((n, kk), 106 / 119)
+    w[:, ::2] = -1.0  # level 1: -119 and 106; level 2: s2 = 15, zero 8, levels -120 and 105
+    qt = tilec.quantize(w, "uint4", group_size=group, two_level=True, scale_dtype=torch.float32)
+    assert qt.zeros is not None and qt.channel_scales is not None
+    levels = second_level(qt.codes(), qt.scales, qt.zeros, group)
+    assert levels.min() == -120 and levels.max() == 105
+    xq = torch.full((3, kk), 127, dtype=torch.int8)
+    xq[:, ::2] = -127
+    x_scale = torch.ones(3)
+    out = torch.full((3, n), float("nan"), dtype=torch.float16)
+    k(xq, qt, qt.scales, qt.zeros, x_scale, qt.channel_scales, out, group)
+    check(out, reference(xq, x_scale, qt))
+
+
+def test_main_loop_stays_integer() -> None:
+    source = kernel().triton_code(M=4096, N=4096, K=4096, G=32, T="bf16", S="f16")
+    loop = source[source.index("for tile_k"):source.index("w4a8.tile:12")]
+    assert "tl.dot(x_mk, tl.trans(w_nk.to(tl.int8)), acc, out_dtype=tl.int32)" in loop
+    assert "float" not in loop  # no conversion to a float type inside the main loop
+    assert "# w4a8.tile:11" in loop
+
+
+def test_bad_arguments_are_rejected_before_launch() -> None:
+    k = kernel()
+    gen = torch.Generator().manual_seed(1)
+    qt = tilec.quantize(torch.randn(8, 64, generator=gen), "uint4", group_size=32, two_level=True)
+    assert qt.zeros is not None and qt.channel_scales is not None
+    xq = torch.zeros(2, 64, dtype=torch.int8)
+    out = torch.full((2, 8), float("nan"), dtype=torch.float16)
+    with pytest.raises(tilec.ArgumentError, match=r"'x' must be int8, got torch\.float16"):
+        k(xq.half(), qt, qt.scales, qt.zeros, torch.ones(2), qt.channel_scales, out, 32)
+    with pytest.raises(tilec.ArgumentError, match="'s2' must be uint8"):
+        k(xq, qt, qt.scales.half(), qt.zeros, torch.ones(2), qt.channel_scales, out, 32)
+    with pytest.raises(tilec.ArgumentError, match="expects uint4 codes"):
+        k(xq, tilec.quantize(torch.randn(8, 64), "nf4", group_size=32), qt.scales, qt.zeros, torch.ones(2),
+          qt.channel_scales, out, 32)
+    assert torch.isnan(out).all()  # nothing launched
+
+
+def test_example_inputs_need_one_channel_scale() -> None:
+    """Example inputs for a two-level weight: the channel scales go to the one float [N] input, or it says why."""
+    from tilec.ir import dtypes as dt
+    from tilec.runtime.examples import make_inputs, quantized_inputs
+
+    k = kernel()
+    assert quantized_inputs(k, {"T": dt.f16, "S": dt.f16}) == {"s2", "zero", "w_scale"}
+    inputs = make_inputs(k, {"M": 3, "N": 9, "K": 64, "G": 1}, {"T": dt.f16, "S": dt.f16}, "cpu", 0, {"group": 64})
+    assert torch.equal(inputs["w_scale"], inputs["w"].channel_scales) and torch.isnan(inputs["out"]).all()
+    spec = EXAMPLE.read_text().replace("w_scale: Tensor[N, S],", "w_scale: Tensor[N, S], b: Tensor[N, f32],") \
+        .replace("w_scale[n].to(f32))", "w_scale[n].to(f32) + b[n])")
+    two = tilec.compile(spec, name="two_scales.tile").w4a8_linear
+    with pytest.raises(tilec.ArgumentError, match=r"exactly one float tensor \[N\].*\['w_scale', 'b'\]"):
+        make_inputs(two, {"M": 3, "N": 9, "K": 64, "G": 1}, {"T": dt.f16, "S": dt.f16}, "cpu", 0, {"group": 64})
