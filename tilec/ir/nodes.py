@@ -238,6 +238,27 @@ class Dot:
 
 
 @dataclass(frozen=True)
+class ScaledDot:
+    """``dequantize(a[m, k], ...) @ dequantize(b[n, k], ...).T`` on two block-scaled (MX) tiles, as one
+    block-scaled matrix product (``tl.dot_scaled``; native on sm_100).
+
+    ``a`` and ``b`` are the dequantising loads the product replaced (``b`` untransposed, rows along N); they
+    are kept as nodes so the mask pass proves their bounds as for any load, but the lowering reads their
+    codes and scale codes directly and never dequantises.  ``a_format``/``b_format`` name the elements the
+    way ``tl.dot_scaled`` does (``e2m1``, ``e4m3``, ``e5m2``).  Padding lanes of codes and scales are 0,
+    so padding contributes 0 and no guard is needed.
+    """
+
+    a: QuantLoad
+    b: QuantLoad
+    a_format: str
+    b_format: str
+    acc: Expr | None
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
 class Full:
     """``zeros(shape, dtype)`` / ``full(shape, value, dtype)``."""
 
@@ -265,7 +286,7 @@ class Trans:
 
 Expr = (
     Const | ScalarArg | DimValue | Var | Load | QuantLoad | TilePositions | Unary | Binary | Compare | Where
-    | Math | Cast | Reduce | Dot | Full | View | Trans
+    | Math | Cast | Reduce | Dot | ScaledDot | Full | View | Trans
 )
 
 # ----------------------------------------------------------------------------
@@ -360,7 +381,7 @@ def children(expr: Expr) -> tuple[Expr, ...]:
         return (expr.cond, expr.then, expr.otherwise)
     if isinstance(expr, Math):
         return expr.args
-    if isinstance(expr, Dot):
+    if isinstance(expr, (Dot, ScaledDot)):
         return (expr.a, expr.b) + ((expr.acc,) if expr.acc is not None else ())
     if isinstance(expr, Load):
         return index_exprs(expr.index)
