@@ -13,6 +13,9 @@ rounds back once with an explicit integer round-to-nearest-even on the bits
 operation.  Before: ``Binary('+', x: bf16, y: bf16) : bf16``; after:
 ``Cast(Binary('+', Cast(x, f32), Cast(y, f32)) : f32, bf16, rne_bits)``.
 Products take bf16 operands upcast to f32 (exact), with f32 accumulation either way.
+
+Triton 3.6's interpreter has no ``tl.dot_scaled`` at all: a block-scaled product lowered for sm_100
+(passes/block_scaled_dot.py, forced on the CPU with ``arch=100``) is refused there with a BackendError.
 """
 
 from __future__ import annotations
@@ -46,7 +49,19 @@ def _to_bf16(e: ir.Expr) -> ir.Expr:
     return ir.Cast(e, e.type.with_dtype(dt.bf16), e.span, rounding="rne_bits")
 
 
+def interpreter_runs_dot_scaled() -> bool:
+    """Triton 3.9's interpreter emulates ``tl.dot_scaled``; 3.6's has no such operation (probed)."""
+    from triton.runtime.interpreter import InterpreterBuilder
+
+    return hasattr(InterpreterBuilder, "create_dot_scaled")
+
+
 def _exact_bf16(e: ir.Expr) -> ir.Expr:
+    if isinstance(e, ir.ScaledDot) and not interpreter_runs_dot_scaled():
+        raise BackendError("this Triton's CPU interpreter cannot run tl.dot_scaled (Triton 3.6's has no such "
+                           "operation), so the sm_100 lowering of this product cannot run on the CPU", e.span,
+                           hint="specialise without arch=100 on the CPU (the dequantising lowering), or use "
+                                "Triton >= 3.9")
     if isinstance(e, ir.Cast) and e.type.dtype.is_fp8 and not e.operand.type.dtype.is_fp8:
         # Triton 3.9's interpreter misrounds float -> fp8 (about 3% of values) and does not saturate.
         raise BackendError("converting to fp8 inside a kernel is not exact in Triton's CPU interpreter", e.span,

@@ -1,0 +1,110 @@
+"""MX x MX products in Triton's interpreter: the sm_100 lowering (``tl.dot_scaled`` on the packed bytes
+and e8m0 scale codes, forced on the CPU with ``arch=100``) and the default emulation (dequantise, then
+``tl.dot``), each against the float64 product of the dequantised operands.
+
+M in {1, 7, 33}, N = 65, and K = 150 (a partial last scale block and a partial K tile), 149 (odd: the
+last mxfp4 byte holds one code and a zero pad nibble) and 256 (whole tiles).  K need not be a multiple of
+32: masked lanes load code 0 (+0.0) with scale code 0 (2**-127), so the padding contributes 0.  Outputs are
+poisoned with NaN before each launch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import tilec
+from tilec.errors import BackendError
+from tilec.ir import dtypes as dt
+from tilec.passes.interpreter_workarounds import interpreter_runs_dot_scaled
+from tilec.runtime import args as argbind
+from tilec.runtime.kernel import Compiled, launch
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SPEC = (EXAMPLES / "mx_gemm.tile").read_text().replace("mxfp8_e4m3", "{fa}").replace("mxfp4", "{fb}")
+PAIRS = [("mxfp8_e4m3", "mxfp4"), ("mxfp4", "mxfp4"), ("mxfp8_e5m2", "mxfp8_e4m3"), ("mxfp8_e4m3", "mxfp8_e5m2")]
+EPS = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
+
+
+def mx_kernel(fa: str, fb: str) -> tilec.Kernel:
+    return tilec.compile(SPEC.format(fa=fa, fb=fb), name=f"{fa}_{fb}.tile").mx_gemm
+
+
+def run(kernel: tilec.Kernel, args: tuple[Any, ...], arch: int | None) -> Compiled | None:
+    """Launch on the CPU lowered for ``arch``; None where this Triton's interpreter cannot run the sm_100
+    lowering (3.6 has no tl.dot_scaled), after checking that tilec refuses it before Triton."""
+    bound = argbind.bind(kernel.signature, args, {}, kernel.outputs)
+    if arch is not None and not interpreter_runs_dot_scaled():
+        with pytest.raises(BackendError, match=r"cannot run tl\.dot_scaled"):
+            kernel.specialize(bound.dims, bound.dtypes, target="cpu", arch=arch)
+        return None
+    compiled = kernel.specialize(bound.dims, bound.dtypes, target="cpu", arch=arch)
+    launch(compiled, bound)
+    return compiled
+
+
+@pytest.mark.parametrize("arch", [None, 100], ids=["emulated", "dot_scaled"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("fa,fb", PAIRS)
+def test_mx_product_matches_float64(fa: str, fb: str, dtype: torch.dtype, arch: int | None) -> None:
+    k = mx_kernel(fa, fb)
+    gen = torch.Generator().manual_seed(len(fa) * 7 + len(fb) + (arch or 0))
+    n = 65
+    for kk in (150, 149, 256):
+        qw = tilec.quantize(torch.randn(n, kk, generator=gen), fb)
+        for m in (1, 7, 33):
+            qa = tilec.quantize(torch.randn(m, kk, generator=gen) * 4, fa)
+            out = torch.full((m, n), float("nan"), dtype=dtype)
+            compiled = run(k, (qa, qa.scales, qw, qw.scales, out), arch)
+            if compiled is None:
+                return
+            assert ("tl.dot_scaled(" in compiled.source) == (arch is not None)
+            assert ("tl.dot(" in compiled.source) == (arch is None)
+            ref = qa.dequantize().double() @ qw.dequantize().double().T
+            assert torch.isfinite(out).all(), f"K={kk} M={m}: unwritten or non-finite outputs"
+            err = ((out.double() - ref).abs().max() / ref.abs().max()).item()
+            assert err <= 2 * EPS[dtype], f"K={kk} M={m}: {err:.3e}"
+
+
+@pytest.mark.parametrize("arch", [None, 100], ids=["emulated", "dot_scaled"])
+def test_nan_scale_code_reaches_the_output(arch: int | None) -> None:
+    """e8m0 code 255 is NaN: both lowerings propagate it to the rows (or columns) that use the block."""
+    k = mx_kernel("mxfp8_e4m3", "mxfp4")
+    gen = torch.Generator().manual_seed(5)
+    qa = tilec.quantize(torch.randn(7, 96, generator=gen), "mxfp8_e4m3")
+    qw = tilec.quantize(torch.randn(33, 96, generator=gen), "mxfp4")
+    a_scale, w_scale = qa.scales.clone(), qw.scales.clone()
+    a_scale[3, 1] = 255
+    w_scale[20, 2] = 255
+    out = torch.full((7, 33), float("nan"), dtype=torch.float16)
+    if run(k, (qa, a_scale, qw, w_scale, out), arch) is None:
+        return
+    nan = torch.isnan(out)
+    assert nan[3].all() and nan[:, 20].all()
+    nan[3], nan[:, 20] = False, False
+    assert not nan.any()
+
+
+def test_cpu_launches_use_the_emulation() -> None:
+    """A plain call on CPU tensors has no arch: the dequantising lowering, whatever the host."""
+    k = mx_kernel("mxfp8_e4m3", "mxfp4")
+    qa = tilec.quantize(torch.randn(3, 64), "mxfp8_e4m3")
+    qw = tilec.quantize(torch.randn(17, 64), "mxfp4")
+    out = torch.full((3, 17), float("nan"), dtype=torch.float16)
+    k(qa, qa.scales, qw, qw.scales, out)
+    assert torch.isfinite(out).all()
+    source = k.triton_code(qa, qa.scales, qw, qw.scales, out)
+    assert "tl.dot(" in source and "dot_scaled" not in source
+
+
+def test_arch_is_part_of_the_specialisation_key() -> None:
+    k = mx_kernel("mxfp8_e4m3", "mxfp4")
+    dims = {"M": 33, "N": 65, "K": 150, "G": 5}
+    plain = k.specialize(dims, {"T": dt.f16}, target="cuda")
+    native = k.specialize(dims, {"T": dt.f16}, target="cuda", arch=100)
+    assert plain is not native and plain.arch is None and native.arch == 100
+    assert plain.for_arch(100) is native and native.for_arch(100) is native
+    assert k.specialize(dims, {"T": dt.f16}, target="cuda", arch=90).source == plain.source
