@@ -108,3 +108,20 @@ def test_arch_is_part_of_the_specialisation_key() -> None:
     assert plain is not native and plain.arch is None and native.arch == 100
     assert plain.for_arch(100) is native and native.for_arch(100) is native
     assert k.specialize(dims, {"T": dt.f16}, target="cuda", arch=90).source == plain.source
+
+
+def test_cuda_launches_read_the_device_arch_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The arch of a CUDA launch is the tensors' device capability (10, 0) -> 100, asked once per device;
+    no CUDA device is needed to check the mapping."""
+    from tilec.runtime import kernel as kernel_module
+
+    calls: list[object] = []
+
+    def capability(device: object) -> tuple[int, int]:
+        calls.append(device)
+        return (10, 0) if str(device) == "cuda:1" else (9, 0)
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    monkeypatch.setattr(kernel_module, "_ARCHS", {})
+    assert [kernel_module.device_arch(torch.device("cuda", i)) for i in (1, 1, 0)] == [100, 100, 90]
+    assert len(calls) == 2
