@@ -118,3 +118,13 @@ def test_masks_pass_proves_scaled_operands_like_any_load() -> None:
     assert isinstance(ragged, ir.ScaledDot) and isinstance(exact, ir.ScaledDot)
     assert all(ix.needs_mask for ix in ragged.a.index + ragged.b.index)  # type: ignore[union-attr]
     assert not any(ix.needs_mask for ix in exact.a.index + exact.b.index)  # type: ignore[union-attr]
+
+
+def test_nvfp4_products_use_blocks_of_16_and_never_mix_with_mx() -> None:
+    nv = kernel_ir("nvfp4", "nvfp4", lhs=LHS.replace("32", "16"), rhs=RHS.replace("32", "16"))
+    (after,) = products(block_scaled_dot(before(nv)))
+    assert isinstance(after, ir.ScaledDot) and (after.a_format, after.b_format, after.block) == ("e2m1", "e2m1", 16)
+    mixed = before(kernel_ir("mxfp8_e4m3", "nvfp4", rhs=RHS.replace("32", "16")))
+    assert block_scaled_dot(mixed) == mixed
+    wrong_group = before(kernel_ir("nvfp4", "nvfp4"))  # nvfp4 blocks are 16: group 32 is not its layout
+    assert block_scaled_dot(wrong_group) == wrong_group

@@ -239,20 +239,22 @@ class Dot:
 
 @dataclass(frozen=True)
 class ScaledDot:
-    """``dequantize(a[m, k], ...) @ dequantize(b[n, k], ...).T`` on two block-scaled (MX) tiles, as one
-    block-scaled matrix product (``tl.dot_scaled``; native on sm_100).
+    """``dequantize(a[m, k], ...) @ dequantize(b[n, k], ...).T`` on two block-scaled tiles (MX, or nvfp4
+    without its tensor scale), as one block-scaled matrix product (``tl.dot_scaled``; native on sm_100).
 
     ``a`` and ``b`` are the dequantising loads the product replaced (``b`` untransposed, rows along N); they
     are kept as nodes so the mask pass proves their bounds as for any load, but the lowering reads their
     codes and scale codes directly and never dequantises.  ``a_format``/``b_format`` name the elements the
-    way ``tl.dot_scaled`` does (``e2m1``, ``e4m3``, ``e5m2``).  Padding lanes of codes and scales are 0,
-    so padding contributes 0 and no guard is needed.
+    way ``tl.dot_scaled`` does (``e2m1``, ``e4m3``, ``e5m2``); ``block`` is the scale block along K (32:
+    e8m0 scales, MX; 16: e4m3 scales, nvfp4).  Padding lanes of codes and scales are 0, so padding
+    contributes 0 and no guard is needed.
     """
 
     a: QuantLoad
     b: QuantLoad
     a_format: str
     b_format: str
+    block: int
     acc: Expr | None
     type: TileType
     span: Span
