@@ -197,3 +197,31 @@ def test_nvfp4_lowering_is_refused_where_the_interpreter_misreads_its_scales() -
     assert not interpreter_decodes_e4m3_scales()
     with pytest.raises(BackendError, match=r"tl\.dot_scaled"):
         k.specialize({"M": 16, "N": 16, "K": 64, "G": 4}, {"T": dt.f16}, target="cpu", arch=100)
+
+
+def test_packed_words_addressed_as_bytes_switch_to_int64_offsets_sooner() -> None:
+    """2**29 words fit 32-bit element offsets, but their 2**31 bytes do not: the launch compiles with int64."""
+    k = mx_kernel("mxfp8_e4m3", "mxfp4")
+
+    class Storage:
+        def nbytes(self) -> int:
+            return 4 * 2**29
+
+    class HugeWords:  # what _for_launch reads of a tensor; allocating 2 GiB to test this is not needed
+        shape = (2**16, 2**13)
+
+        def stride(self) -> tuple[int, int]:
+            return (2**13, 1)
+
+        def untyped_storage(self) -> Storage:
+            return Storage()
+
+        def element_size(self) -> int:
+            return 4
+
+    small = {"a": torch.zeros(3, 16, dtype=torch.int32), "a_scale": torch.zeros(3, 2048, dtype=torch.uint8),
+             "w_scale": torch.zeros(2**16, 2048, dtype=torch.uint8), "out": torch.zeros(3, 2**16)}
+    dims = {"M": 3, "N": 2**16, "K": 2**16, "G": 2048}
+    for words, wide in ((small["a"], False), (HugeWords(), True)):
+        bound = argbind.Bound({**small, "w": words}, {}, dims, {"T": dt.f16}, torch.device("cpu"))
+        assert ("tl.int64" in k._for_launch(bound, None).source) == wide

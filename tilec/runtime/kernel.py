@@ -80,6 +80,7 @@ class Kernel:
                     elif isinstance(e, ir.QuantLoad):
                         loaded |= {name for name in (e.tensor, e.scale, e.zero) if name is not None}
         self.outputs = frozenset(stored)
+        self._packed = frozenset(p.name for p in self.signature.params if p.kind == "packed")
         self.inputs = frozenset(p.name for p in self.signature.params if p.kind != "scalar") - (stored - loaded)
         self._pinned: Overrides = overrides(schedule)
         self._compiled: dict[tuple[object, ...], Compiled] = {}
@@ -166,7 +167,9 @@ class Kernel:
     def _for_launch(self, bound: argbind.Bound, schedule: Schedule | Mapping[str, object] | None) -> Compiled:
         unit = frozenset((name, axis) for name, t in bound.tensors.items()
                          for axis, stride in enumerate(t.stride()) if stride == 1)
-        int64 = any(_max_offset(t) >= _INT32_LIMIT for t in bound.tensors.values())
+        # Packed words may also be addressed as bytes (the tl.dot_scaled lowering): 4 offsets per word.
+        int64 = any(_max_offset(t) * (4 if name in self._packed else 1) >= _INT32_LIMIT
+                    for name, t in bound.tensors.items())
         arch = device_arch(bound.device) if bound.target == "cuda" else None
         # Everything the schedule rule and the facts depend on; repeated shapes skip sympy entirely.
         fast_key = (bound.target, arch, tuple(bound.dims.items()), tuple(bound.dtypes.items()), unit, int64,
