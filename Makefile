@@ -40,4 +40,5 @@ $(VENV36)/.installed: pyproject.toml
 compat: $(VENV36)/.installed
 	PYTHONPATH=$(CURDIR) $(VENV36)/bin/python -m pytest -q -n 2 -p no:cacheprovider \
 		tests/runtime/test_examples_interpreter.py tests/codegen/test_aot.py \
-		tests/runtime/test_quant_gemm.py tests/test_ops_linear.py
+		tests/runtime/test_quant_gemm.py tests/test_ops_linear.py tests/runtime/test_scaled_gemm.py \
+		tests/passes/test_block_scaled_dot.py
