@@ -69,12 +69,11 @@ def _operand(em: Emitter, load: ir.QuantLoad, fmt: str, block: int) -> tuple[str
     scale = load.scale
     groups = em.bind(f"{em.tile_index[tv.name]} * {tv.block // block} + tl.arange(0, {tv.block // block})",
                      f"{scale}_group")
-    scale_masks = [row_mask] if row_mask else []
-    if col_ix.needs_mask:
-        scale_param = em.kernel.param(scale)
-        assert isinstance(scale_param, ir.TensorParam)
-        scale_masks.append(f"({groups} < {em.extent(scale_param.dims[1])})[None, :]")
-    scale_masked = f", mask={' & '.join(scale_masks)}, other=0" if scale_masks else ""
+    scale_param = em.kernel.param(scale)
+    assert isinstance(scale_param, ir.TensorParam)
+    # Always bounded by the scale tensor's own G (BLOCK_K / block lanes a row): nothing ties G to K at launch.
+    scale_masks = ([row_mask] if row_mask else []) + [f"({groups} < {em.extent(scale_param.dims[1])})[None, :]"]
+    scale_masked = f", mask={' & '.join(scale_masks)}, other=0"
     scales = f"tl.load({grouped(em, scale, rows, groups)}{scale_masked})"
     if param.e4m3_scales:  # nvfp4: the uint8 codes are fp8_e4m3 scales, which dot_scaled takes typed
         scales = f"{scales}.to(tl.float8e4nv, bitcast=True)"
