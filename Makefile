@@ -41,4 +41,5 @@ compat: $(VENV36)/.installed
 	PYTHONPATH=$(CURDIR) $(VENV36)/bin/python -m pytest -q -n 2 -p no:cacheprovider \
 		tests/runtime/test_examples_interpreter.py tests/codegen/test_aot.py \
 		tests/runtime/test_quant_gemm.py tests/test_ops_linear.py tests/codegen/test_split_k.py \
-		tests/test_ops_act_quant.py tests/runtime/test_w4a8.py tests/test_ops_w4a8.py
+		tests/test_ops_act_quant.py tests/runtime/test_w4a8.py tests/test_ops_w4a8.py \
+		tests/runtime/test_scaled_gemm.py tests/passes/test_block_scaled_dot.py

@@ -31,7 +31,6 @@ import torch
 import tilec
 from tilec.formats.two_level import second_level
 from tilec.ops_act_quant import quantize_per_token
-from tilec.formats.two_level import second_level
 
 PEAK_FLOPS = 790e12  # dense bf16, H200 (design.md section 7)
 ROOT = Path(__file__).resolve().parent

@@ -15,5 +15,5 @@ def test_linear_benchmark_dry_run_checks_every_kernel() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
     kernels = {row.split("|")[1].strip() for row in rows}
-    assert kernels == {"W4A16 g128", "W8A8 int8", "FP8 e4m3 x e4m3"}
-    assert len(rows) == 9 and "dry run" in proc.stdout
+    assert kernels == {"W4A16 g128", "W4A8 g128 two-level", "W8A8 int8", "FP8 e4m3 x e4m3"}
+    assert len(rows) == 12 and "dry run" in proc.stdout

@@ -34,6 +34,16 @@ def test_compile_emits_ttgir_for_sm90(capsys: pytest.CaptureFixture[str]) -> Non
     assert "ttng.warp_group_dot" in capsys.readouterr().out
 
 
+def test_compile_shows_the_lowering_of_the_named_target(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = str(EXAMPLES / "mx_gemm.tile")
+    assert main(["compile", spec, "--target", "sm_100", "--shape", "M=4096,N=4096,K=4096"]) == 0
+    native = capsys.readouterr().out
+    assert "tl.dot_scaled(" in native and "BLOCK_M=128" in native
+    assert main(["compile", spec, "--target", "sm_90", "--shape", "M=4096,N=4096,K=4096"]) == 0
+    hopper = capsys.readouterr().out
+    assert "tl.dot(" in hopper and "dot_scaled" not in hopper
+
+
 def test_malformed_spec_reports_location_without_traceback(tmp_path: Path) -> None:
     spec = tmp_path / "bad.tile"
     spec.write_text("def k(x: Tensor[M, f16], y: Tensor[M, f16]):\n    for m in tiles(M):\n        y[m] = x[m] +* 2\n")

@@ -75,3 +75,46 @@ def test_linear_rejects_bad_arguments() -> None:
         tilec.ops.linear(torch.randn(2, 32), qt)
     with pytest.raises(tilec.ArgumentError, match="integer, minifloat"):
         tilec.ops.linear(torch.randn(2, 32).half(), torch.randn(8, 32))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fa,fw", [("mxfp8_e4m3", "mxfp4"), ("mxfp4", "mxfp4"), ("nvfp4", "nvfp4"),
+                                   ("mxfp6_e2m3", "mxfp8_e5m2")])
+@pytest.mark.parametrize("out_dtype", [torch.float16, torch.bfloat16])
+def test_linear_with_block_scaled_activations(fa: str, fw: str, out_dtype: torch.dtype) -> None:
+    """Both operands block-scaled (QTensors): against the float64 product of the dequantised operands, with a
+    fused bias and activation; nvfp4's two tensor scales are applied in the epilogue."""
+    gen = torch.Generator().manual_seed(len(fa) + len(fw))
+    qw = tilec.quantize(torch.randn(33, 150, generator=gen), fw)
+    qx = tilec.quantize(torch.randn(7, 150, generator=gen) * 2, fa)
+    bias = torch.randn(33, generator=gen).to(out_dtype)
+    out = tilec.ops.linear(qx, qw, bias, activation="silu", out_dtype=out_dtype)
+    assert out.shape == (7, 33) and out.dtype == out_dtype
+    ref = torch.nn.functional.silu(qx.dequantize().double() @ qw.dequantize().double().T + bias.double())
+    eps = 2.0**-10 if out_dtype == torch.float16 else 2.0**-7
+    assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * eps
+
+
+def test_block_scaled_linear_under_torch_compile() -> None:
+    gen = torch.Generator().manual_seed(3)
+    qw = tilec.quantize(torch.randn(40, 64, generator=gen), "mxfp4")
+    qx = tilec.quantize(torch.randn(5, 64, generator=gen), "mxfp8_e4m3")
+    eager = tilec.ops.linear(qx, qw, out_dtype=torch.bfloat16)
+    compiled = torch.compile(lambda a, s: torch.ops.tilec.linear_block_scaled(
+        a, s, qw.packed[0], qw.scales, None, "mxfp8_e4m3", "mxfp4", 64, 1.0, None, torch.bfloat16) * 2.0,
+        fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(qx.packed[0], qx.scales), eager * 2.0)
+
+
+def test_block_scaled_linear_rejects_bad_arguments() -> None:
+    qw = tilec.quantize(torch.randn(8, 64), "mxfp4")
+    qx = tilec.quantize(torch.randn(2, 64), "mxfp8_e4m3")
+    with pytest.raises(tilec.ArgumentError, match=r"out_dtype=torch\.float16 or torch\.bfloat16"):
+        tilec.ops.linear(qx, qw)
+    with pytest.raises(tilec.ArgumentError, match="both operands MX"):
+        tilec.ops.linear(tilec.quantize(torch.randn(2, 64), "nvfp4"), qw, out_dtype=torch.float16)
+    with pytest.raises(tilec.ArgumentError, match="both operands MX"):
+        tilec.ops.linear(tilec.quantize(torch.randn(2, 64), "uint4", group_size=32), qw, out_dtype=torch.float16)
+    with pytest.raises(tilec.ArgumentError, match="32 features"):
+        tilec.ops.linear(tilec.quantize(torch.randn(2, 32), "mxfp8_e4m3"), qw, out_dtype=torch.float16)
+    with pytest.raises(tilec.ArgumentError, match="out_dtype is for block-scaled"):
+        tilec.ops.linear(torch.randn(2, 64).half(), qw, out_dtype=torch.float16)

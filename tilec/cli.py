@@ -69,8 +69,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
             raise TilecError(f"--dtype {key}={value}: unknown dtype", hint="dtypes: " + ", ".join(dt.DTYPES))
         dtypes[key] = dt.DTYPES[value]
     target = args.target or ("cpu" if args.emit == "triton" else "sm_90")
+    from tilec.codegen.aot import TARGETS
+
+    arch = TARGETS.get(target)  # the Triton shown for sm_100 is its lowering (tl.dot_scaled for MX products)
     compiled = kernel.specialize(dims or None, dtypes, target="cpu" if target == "cpu" else "cuda",
-                                 schedule=_ints(args.schedule, "schedule") or None)
+                                 schedule=_ints(args.schedule, "schedule") or None, arch=arch)
     if args.emit == "triton":
         text = compiled.source
     else:

@@ -6,10 +6,15 @@ weight ``W`` [out_features, in_features] in an integer format (``uint1``..``uint
 ``fp6_e2m3``, ``fp6_e3m2``, ``fp8_e4m3``, ``fp8_e5m2``, ``nf4``) or an OCP MX format (``mxfp4``...``mxint8``,
 e8m0 scales) or ``nvfp4``, like ``torch.nn.functional.linear``.  A two-level QTensor
 (``tilec.quantize(w, "uint4", group_size=128, two_level=True)``) runs W4A8: x is quantised per token to
-int8 and multiplied on the integer tensor cores (``torch.ops.tilec.linear_w4a8``, tilec/ops_w4a8.py).
-It goes through the torch op ``torch.ops.tilec.linear_packed`` (the QTensor's tensors are its
-arguments), so it works under ``torch.compile(fullgraph=True)``.  The kernel is a tile-language spec
-(the same as examples/w4a16.tile, with the format and the epilogue filled in), compiled once per variant.
+int8 and multiplied on the integer tensor cores (``torch.ops.tilec.linear_w4a8``, tilec/ops_w4a8.py);
+``activations="int8" | "fp8_e4m3"`` with a per-channel int8 / e4m3 weight runs W8A8 / FP8 x FP8
+(``torch.ops.tilec.linear_act_quant``, tilec/ops_act_quant.py).
+``x`` may also be a block-scaled QTensor (MX with an MX weight, nvfp4 with nvfp4), through
+``torch.ops.tilec.linear_block_scaled``: on sm_100 that product is ``tl.dot_scaled``.
+Float ``x`` with weight-only quantisation goes through the torch op ``torch.ops.tilec.linear_packed`` (the
+QTensor's tensors are its arguments), so it works under ``torch.compile(fullgraph=True)``.  The kernel is
+a tile-language spec (the same as examples/w4a16.tile, with the format and the epilogue filled in),
+compiled once per variant.
 """
 
 from __future__ import annotations
@@ -88,8 +93,9 @@ def _(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.T
     return x.new_empty(x.shape[0], words.shape[0])
 
 
-def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None,
-           activation: str | None = None, activations: str | None = None) -> torch.Tensor:
+def linear(x: torch.Tensor | QTensor, qweight: QTensor, bias: torch.Tensor | None = None,
+           activation: str | None = None, activations: str | None = None,
+           out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """``activation(x @ W.T + bias)`` for ``x [..., in_features]``; returns ``[..., out_features]`` in x's dtype.
 
     ``activation`` (None, "silu", "gelu" (exact) or "relu") is fused into the kernel's epilogue.
@@ -98,7 +104,18 @@ def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None,
     keeps x in 16 bits (weight-only quantisation).
 
     The weight's scales are used in x's dtype (converted if they were stored in another).
+
+    ``x`` may itself be a block-scaled QTensor ``[tokens, in_features]`` (``tilec.quantize(x, "mxfp8_e4m3")``)
+    with an MX weight, or an nvfp4 one with an nvfp4 weight; ``out_dtype`` (float16 or bfloat16) is then
+    required.  Both operands stay block-scaled: on sm_100 the product is Blackwell's block-scaled MMA
+    (``tl.dot_scaled``), elsewhere both are dequantised in registers.
     """
+    if isinstance(x, QTensor):
+        if activations is not None:
+            raise ArgumentError("activations= quantises float x; this x is already a block-scaled QTensor")
+        return _linear_block_scaled(x, qweight, bias, activation, out_dtype)
+    if out_dtype is not None:
+        raise ArgumentError("out_dtype is for block-scaled (QTensor) activations; float x gives x's dtype")
     if not isinstance(qweight, QTensor) or qweight.scheme not in ("affine", "scaled", "mx", "nvfp4", "two_level"):
         raise ArgumentError("tilec.ops.linear takes a QTensor in an integer, minifloat/codebook or MX format",
                             hint="tilec.quantize(weight, 'uint4', group_size=128)")
@@ -124,3 +141,79 @@ def linear(x: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None = None,
     out = torch.ops.tilec.linear_packed(rows, qweight.packed[0], scales, qweight.zeros, bias, qweight.format,
                                         qweight.group_size, in_features, tensor_scale, activation)
     return out.reshape(*x.shape[:-1], out_features)
+
+
+_SCALED_SPEC = """
+def linear(a: Tensor[M, K, {fa}], a_scale: Tensor[M, G, u8], w: Tensor[N, K, {fw}], w_scale: Tensor[N, G, u8],
+           {bias_param}out: Tensor[M, N, T], tensor_scale: f32):
+    for m, n in tiles(M, N):
+        acc = zeros([m, n], f32)
+        for k in tiles(K):
+            acc += dequantize(a[m, k], a_scale, None, {g}).to(T) @ dequantize(w[n, k], w_scale, None, {g}).to(T).T
+        out[m, n] = {result}.to(T)
+"""
+_SCALED_KERNELS: dict[tuple[str, str, bool, str | None], Kernel] = {}
+
+
+def _scaled_kernel(fa: str, fw: str, has_bias: bool, activation: str | None) -> Kernel:
+    schemes = (scheme_of(fa) if is_packed_format(fa) else None, scheme_of(fw) if is_packed_format(fw) else None)
+    if schemes not in (("mx", "mx"), ("nvfp4", "nvfp4")):  # validated names only reach the spec
+        raise ArgumentError(f"block-scaled activations need both operands MX (any mxfp*/mxint8) or both nvfp4, "
+                            f"not {fa} x {fw}")
+    if activation not in _ACTIVATIONS:
+        raise ArgumentError(f"unknown activation '{activation}'", hint="one of: silu, gelu, relu, or None")
+    key = (fa, fw, has_bias, activation)
+    if key not in _SCALED_KERNELS:
+        scaled = "acc * tensor_scale" + (" + bias[n]" if has_bias else "")
+        text = _SCALED_SPEC.format(fa=fa, fw=fw, g=16 if fa == "nvfp4" else 32,
+                                   bias_param="bias: Tensor[N, T], " if has_bias else "",
+                                   result="(" + _ACTIVATIONS[activation].format(scaled) + ")")
+        _SCALED_KERNELS[key] = compile_spec(text, name=f"<tilec.ops.linear {fa} x {fw}>").linear
+    return _SCALED_KERNELS[key]
+
+
+@torch.library.custom_op("tilec::linear_block_scaled", mutates_args=())
+def linear_block_scaled(a_words: torch.Tensor, a_scales: torch.Tensor, w_words: torch.Tensor, w_scales: torch.Tensor,
+                        bias: torch.Tensor | None, a_format: str, w_format: str, in_features: int,
+                        tensor_scale: float, activation: str | None, out_dtype: torch.dtype) -> torch.Tensor:
+    """``act((A @ W.T) * tensor_scale + bias)`` for block-scaled ``A`` [M, K] and ``W`` [N, K] given as their
+    packed words and scale codes (``tensor_scale``: the product of nvfp4's two tensor scales, else 1)."""
+    kernel = _scaled_kernel(a_format, w_format, bias is not None, activation)
+    operands: list[Any] = []
+    for name, fmt, words, scales in (("a", a_format, a_words, a_scales), ("w", w_format, w_words, w_scales)):
+        bits = int(kernel.ir().param(name).bits)  # type: ignore[union-attr]
+        block = 16 if fmt == "nvfp4" else 32
+        tensor_scale_one = torch.tensor(1.0) if fmt == "nvfp4" else None  # applied once, in the epilogue
+        qt = QTensor(fmt, scheme_of(fmt), (words.shape[0], in_features), block, PackedLayout(bits), (words,), scales,
+                     None, tensor_scale_one)
+        operands += [qt, scales]
+    out = torch.empty(a_words.shape[0], w_words.shape[0], dtype=out_dtype, device=a_words.device)
+    kernel(*operands, *([bias] if bias is not None else []), out, tensor_scale)
+    return out
+
+
+@linear_block_scaled.register_fake
+def _(a_words: torch.Tensor, a_scales: torch.Tensor, w_words: torch.Tensor, w_scales: torch.Tensor,
+      bias: torch.Tensor | None, a_format: str, w_format: str, in_features: int, tensor_scale: float,
+      activation: str | None, out_dtype: torch.dtype) -> torch.Tensor:
+    return a_words.new_empty(a_words.shape[0], w_words.shape[0], dtype=out_dtype)
+
+
+def _linear_block_scaled(x: QTensor, qweight: QTensor, bias: torch.Tensor | None, activation: str | None,
+                         out_dtype: torch.dtype | None) -> torch.Tensor:
+    if not isinstance(qweight, QTensor):
+        raise ArgumentError("tilec.ops.linear takes a QTensor weight")
+    if out_dtype not in (torch.float16, torch.bfloat16):
+        raise ArgumentError(f"block-scaled activations need out_dtype=torch.float16 or torch.bfloat16, got {out_dtype}")
+    out_features, in_features = qweight.shape
+    if x.shape[1] != in_features:
+        raise ArgumentError(f"x has {x.shape[1]} features but the weight expects {in_features}")
+    if bias is not None and (bias.shape != (out_features,) or bias.dtype != out_dtype):
+        raise ArgumentError(f"bias must be [{out_features}] of {out_dtype}, got {tuple(bias.shape)} {bias.dtype}")
+    _scaled_kernel(x.format, qweight.format, bias is not None, activation)  # validates formats early
+    tensor_scale = 1.0
+    for t in (x, qweight):
+        tensor_scale *= float(t.tensor_scale) if t.tensor_scale is not None else 1.0
+    return torch.ops.tilec.linear_block_scaled(x.packed[0], x.scales, qweight.packed[0], qweight.scales, bias,
+                                               x.format, qweight.format, in_features, tensor_scale, activation,
+                                               out_dtype)

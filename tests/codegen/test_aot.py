@@ -65,3 +65,68 @@ def test_interpreter_launches_do_not_break_gpu_compilation() -> None:
     dims = {"M": 256, "N": 256, "K": 256}
     art = compile_for_gpu(kernel.specialize(dims, {"T": dt.f16}, target="cuda"), "sm_90", dims)
     assert "ttng.warp_group_dot" in art.asm["ttgir"]
+
+
+# The native block-scaled MMA, per operand formats: tcgen05.mma.cta_group::1.<kind>.block_scale.<...>
+# (3.9 writes ".block32", 3.6 ".scale_vec::1X"/"::2X").
+SCALED = [("mxfp8_e4m3", "mxfp4", "kind::mxf8f6f4"), ("mxfp4", "mxfp4", "kind::mxf4"),
+          ("mxfp8_e5m2", "mxfp8_e4m3", "kind::mxf8f6f4")]
+
+
+def mx_example(fa: str, fb: str) -> tilec.Kernel:
+    text = (EXAMPLES_DIR / "mx_gemm.tile").read_text().replace("mxfp8_e4m3", "{fa}").replace("mxfp4", "{fb}")
+    return tilec.compile(text.format(fa=fa, fb=fb), name=f"{fa}_{fb}.tile").mx_gemm
+
+
+@pytest.mark.parametrize("fa,fb,kind", SCALED, ids=[f"{a}-{b}" for a, b, _ in SCALED])
+def test_mx_products_use_the_native_block_scaled_mma_on_sm_100(fa: str, fb: str, kind: str) -> None:
+    """One specialisation (no arch): compile_for_gpu lowers it again for sm_100 (tl.dot_scaled, 128-row
+    tiles) and keeps the dequantising lowering for sm_90 (wgmma)."""
+    dims = {"M": 4096, "N": 4096, "K": 4096, "G": 128}
+    compiled = mx_example(fa, fb).specialize(dims, {"T": dt.bf16}, target="cuda")
+    assert "tl.dot(" in compiled.source and "dot_scaled" not in compiled.source
+    native = compile_for_gpu(compiled, "sm_100", dims)
+    assert compiled.for_arch(100).schedule.blocks["m"] == 128
+    assert "tl.dot_scaled(" in compiled.for_arch(100).source
+    assert "ttng.tc_gen5_mma_scaled" in native.asm["ttgir"]
+    assert f"tcgen05.mma.cta_group::1.{kind}.block_scale" in native.asm["ptx"]
+    report = native.ptxas()
+    assert report.spill_stores == 0 and report.spill_loads == 0, report.text
+    assert 0 < report.registers <= 255 and native.shared_bytes <= 227 * 1024
+    hopper = compile_for_gpu(compiled, "sm_90", dims)
+    assert "ttng.warp_group_dot" in hopper.asm["ttgir"] and "tc_gen5_mma_scaled" not in hopper.asm["ttgir"]
+
+
+def test_a_scaled_lowering_is_refused_for_older_targets() -> None:
+    """A specialisation lowered for sm_100 that cannot be lowered again is refused for sm_90 before Triton."""
+    import dataclasses
+
+    dims = {"M": 256, "N": 256, "K": 256, "G": 8}
+    native = mx_example("mxfp8_e4m3", "mxfp4").specialize(dims, {"T": dt.f16}, target="cuda", arch=100)
+    pinned = dataclasses.replace(native, _respecialize=None)
+    with pytest.raises(BackendError, match="only for sm_100 or newer, not sm_90"):
+        compile_for_gpu(pinned, "sm_90", dims)
+
+
+NVFP4_GEMM = """
+def nv_gemm(a: Tensor[M, K, nvfp4], a_scale: Tensor[M, G, u8], w: Tensor[N, K, nvfp4], w_scale: Tensor[N, G, u8],
+            out: Tensor[M, N, T], a_tensor_scale: f32, w_tensor_scale: f32):
+    for m, n in tiles(M, N):
+        acc = zeros([m, n], f32)
+        for k in tiles(K):
+            acc += dequantize(a[m, k], a_scale, None, 16).to(T) @ dequantize(w[n, k], w_scale, None, 16).to(T).T
+        out[m, n] = (acc * (a_tensor_scale * w_tensor_scale)).to(T)
+"""
+
+
+def test_nvfp4_products_use_the_native_mxf4nvf4_mma_on_sm_100() -> None:
+    dims = {"M": 4096, "N": 4096, "K": 4096, "G": 256}
+    compiled = tilec.compile(NVFP4_GEMM, name="nvfp4.tile").nv_gemm.specialize(dims, {"T": dt.f16}, target="cuda")
+    native = compile_for_gpu(compiled, "sm_100", dims)
+    assert "tl.float8e4nv, bitcast=True" in compiled.for_arch(100).source  # e4m3 scales, typed
+    assert "ttng.tc_gen5_mma_scaled" in native.asm["ttgir"]
+    assert "tcgen05.mma.cta_group::1.kind::mxf4nvf4.block_scale" in native.asm["ptx"]
+    report = native.ptxas()
+    assert report.spill_stores == 0 and report.spill_loads == 0, report.text
+    hopper = compile_for_gpu(compiled, "sm_90", dims)
+    assert "ttng.warp_group_dot" in hopper.asm["ttgir"]

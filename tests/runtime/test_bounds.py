@@ -16,8 +16,12 @@ import pytest
 import torch
 
 import tilec
+from tilec.errors import BackendError
 from tilec.formats.qtensor import QTensor
+from tilec.passes.interpreter_workarounds import interpreter_runs_dot_scaled
+from tilec.runtime import args as argbind
 from tilec.runtime.examples import example_values, make_inputs, quantized_inputs
+from tilec.runtime.kernel import launch
 from tilec.runtime.reference import evaluate
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.tile"))
@@ -51,9 +55,13 @@ def _linked(kernel: tilec.Kernel, dtypes: dict, name: str) -> bool:
     return name in quantized_inputs(kernel, dtypes)
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+# Examples whose lowering depends on the GPU arch run a second time lowered for sm_100 (tl.dot_scaled).
+LOWERINGS = [(p, None) for p in EXAMPLES] + [(p, 100) for p in EXAMPLES if p.stem == "mx_gemm"]
+
+
+@pytest.mark.parametrize("path,arch", LOWERINGS, ids=[p.stem + ("-sm_100" if a else "") for p, a in LOWERINGS])
 @pytest.mark.parametrize("sizes", [{"M": 37, "N": 65, "K": 70}, {"M": 64, "N": 64, "K": 64}], ids=["ragged", "exact"])
-def test_no_access_outside_the_tensors(path: Path, sizes: dict[str, int]) -> None:
+def test_no_access_outside_the_tensors(path: Path, arch: int | None, sizes: dict[str, int]) -> None:
     module = tilec.compile(path)
     for example in module.examples:
         kernel = module.kernels[example.kernel]
@@ -83,7 +91,18 @@ def test_no_access_outside_the_tensors(path: Path, sizes: dict[str, int]) -> Non
             if not is_output:
                 env[p.name] = views[p.name].double()
         before = {name: buf.clone() for name, buf in buffers.items()}
-        kernel(**views, **scalars, schedule={"m": 16, "n": 16, "k": 32} if "k" in kernel.ir().tile_vars() else None)
+        schedule = {"m": 16, "n": 16, "k": 32} if "k" in kernel.ir().tile_vars() else None
+        if arch is None:
+            kernel(**views, **scalars, schedule=schedule)
+        else:  # the sm_100 lowering, in the interpreter
+            bound = argbind.bind(kernel.signature, (), {**views, **scalars}, kernel.outputs)
+            if not interpreter_runs_dot_scaled():  # Triton 3.6: tilec refuses it before Triton
+                with pytest.raises(BackendError, match=r"cannot run tl\.dot_scaled"):
+                    kernel.specialize(bound.dims, bound.dtypes, target="cpu", schedule=schedule, arch=arch)
+                return
+            compiled = kernel.specialize(bound.dims, bound.dtypes, target="cpu", schedule=schedule, arch=arch)
+            assert "tl.dot_scaled(" in compiled.source
+            launch(compiled, bound)
         env.update({k: float(v) for k, v in {**scalars, **dims}.items()})
         env.update(dtypes)
         expected = evaluate(example.body, env)

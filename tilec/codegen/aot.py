@@ -19,6 +19,7 @@ from typing import Any
 
 from tilec.errors import BackendError
 from tilec.ir import nodes as ir
+from tilec.passes.block_scaled_dot import NATIVE_SCALED_DOT_ARCH
 
 TARGETS = {"sm_80": 80, "sm_90": 90, "sm_100": 100}
 STAGES = ("ttir", "ttgir", "llir", "ptx", "cubin")
@@ -46,6 +47,9 @@ class Artifacts:
 def compile_for_gpu(compiled: Any, target: str, dims: Mapping[str, int] | None = None) -> Artifacts:
     """Compile a :class:`tilec.runtime.kernel.Compiled` (target "cuda") for ``target`` (sm_80, sm_90, sm_100).
 
+    The specialisation is first lowered again for ``target``'s arch when it was lowered for another
+    (``Compiled.for_arch``): on sm_100 block-scaled products become ``tl.dot_scaled``.
+
     Pointers are assumed 16-byte aligned (torch's allocations are); with ``dims``
     given, contiguous strides and sizes that are multiples of 16 are declared so too,
     as Triton's launcher would specialise them at run time.
@@ -58,6 +62,7 @@ def compile_for_gpu(compiled: Any, target: str, dims: Mapping[str, int] | None =
 
     if target not in TARGETS:
         raise BackendError(f"unknown target '{target}'", hint="targets: " + ", ".join(TARGETS))
+    compiled = compiled.for_arch(TARGETS[target])
     gen = compiled.generated
     kernel: ir.Kernel = compiled.lowered.kernel
     _check_target(kernel, target)
@@ -99,7 +104,14 @@ def compile_for_gpu(compiled: Any, target: str, dims: Mapping[str, int] | None =
 
 
 def _check_target(kernel: ir.Kernel, target: str) -> None:
-    """Limits tilec knows before Triton does: e4m3 fp8 exists from sm_89 (Ada, Hopper) on."""
+    """Limits tilec knows before Triton does: e4m3 fp8 exists from sm_89 (Ada, Hopper) on; tilec lowers
+    block-scaled products to ``tl.dot_scaled`` only for sm_100 and newer."""
+    scaled = [s for s in ir.walk_stmts(kernel.body.body) if isinstance(s, (ir.Assign, ir.Store))
+              and any(isinstance(e, ir.ScaledDot) for e in ir.walk_exprs(s.value))]
+    if scaled and TARGETS[target] < NATIVE_SCALED_DOT_ARCH:
+        raise BackendError(f"{kernel.name} was lowered with tl.dot_scaled, which tilec emits only for sm_100 or "
+                           f"newer, not {target}", scaled[0].span,
+                           hint="specialise without arch (or with this target's), which dequantises instead")
     fp8 = [p.name for p in kernel.tensors if p.dtype.name == "f8e4m3"]
     if fp8 and TARGETS[target] < 89:
         raise BackendError(f"{kernel.name} uses f8e4m3 ({', '.join(fp8)}), which needs sm_89 or newer, not {target}",

@@ -88,6 +88,14 @@ def _quant_load(em: Emitter, e: ir.Expr) -> str:
     return emit_quant_load(em, e)
 
 
+@lowers(ir.ScaledDot)
+def _scaled_dot(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.ScaledDot)
+    from tilec.codegen.scaled_dot import emit_scaled_dot  # imports this module's helpers
+
+    return emit_scaled_dot(em, e)
+
+
 @lowers(ir.TilePositions)
 def _positions(em: Emitter, e: ir.Expr) -> str:
     assert isinstance(e, ir.TilePositions)

@@ -64,17 +64,17 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
     if e.type.dtype == dt.i8:
         return _integer_levels(em, e, code, rows, group, masked, f"{name}_{row_ix.tile}{col_ix.tile}")
     if param.e8m0_scales:  # 2 ** (code - 127) built from its bits (exact); code 0 is 2**-127, 255 NaN
-        raw = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_e8m0")
+        raw = em.bind(f"tl.load({grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_e8m0")
         scale = em.bind(f"tl.where({raw} == 0, 0x00400000, tl.where({raw} == 255, 0x7FC00000, {raw} << 23))"
                         f".to(tl.float32, bitcast=True)", f"{e.scale}_{name}")
     elif param.e4m3_scales:  # nvfp4: block scales are fp8_e4m3 codes, decoded through that format's table
-        raw = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_e4m3")
+        raw = em.bind(f"tl.load({grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_e4m3")
         scale = em.bind(f"tl.load({em.tables[name + ':scales']} + {raw})", f"{e.scale}_{name}")
     else:
-        scale = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.float32)", f"{e.scale}_{name}")
+        scale = em.bind(f"tl.load({grouped(em, e.scale, rows, group)}{masked}).to(tl.float32)", f"{e.scale}_{name}")
     value = f"{code}.to(tl.float32)"
     if e.zero is not None:
-        zero = em.bind(f"tl.load({_grouped(em, e.zero, rows, group)}{masked}).to(tl.float32)", f"{e.zero}_{name}")
+        zero = em.bind(f"tl.load({grouped(em, e.zero, rows, group)}{masked}).to(tl.float32)", f"{e.zero}_{name}")
         value = f"({value} - {zero})"
     value = f"{value} * {scale}"
     if mask:  # padding lanes hold 0, as plain masked loads do (passes/masks.py relies on it)
@@ -88,8 +88,8 @@ def _integer_levels(em: Emitter, e: ir.QuantLoad, code: str, rows: str, group: s
     (tilec.formats.two_level), so the main loop never leaves the integer domain."""
     assert e.scale is not None and e.zero is not None
     name = e.tensor
-    scale = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_{name}")
-    zero = em.bind(f"tl.load({_grouped(em, e.zero, rows, group)}{masked}).to(tl.int32)", f"{e.zero}_{name}")
+    scale = em.bind(f"tl.load({grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_{name}")
+    zero = em.bind(f"tl.load({grouped(em, e.zero, rows, group)}{masked}).to(tl.int32)", f"{e.zero}_{name}")
     # padding lanes hold 0 (passes/masks.py relies on it): their scale was loaded as 0 under the mask
     return f"{em.bind(f'({code} - {zero}) * {scale}', out)}.to(tl.int8)"
 
@@ -99,7 +99,7 @@ def _row(em: Emitter, tensor: str, rows: str) -> str:
     return f"{em.ptrs[tensor]} + {rows}[:, None]" + (f" * {stride}" if stride else "")
 
 
-def _grouped(em: Emitter, tensor: str, rows: str, group: str) -> str:
+def grouped(em: Emitter, tensor: str, rows: str, group: str) -> str:
     col_stride = em.strides.get((tensor, 1))
     col = f"{group}[None, :]" + (f" * {col_stride}" if col_stride else "")
     return f"{_row(em, tensor, rows)} + {col}"

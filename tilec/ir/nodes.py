@@ -45,6 +45,11 @@ class PackedParam(TensorParam):
     e8m0_scales: bool = False  # MX: scales are e8m0 codes (2 ** (code - 127)), blocks of 32
     e4m3_scales: bool = False  # nvfp4: scales are fp8_e4m3 codes, blocks of 16 (times a tensor scale in the spec)
 
+    @property
+    def fixed_block(self) -> int | None:
+        """The block size the format's specification fixes (OCP MX: 32, nvfp4: 16); None: any group."""
+        return 32 if self.e8m0_scales else 16 if self.e4m3_scales else None
+
 
 @dataclass(frozen=True)
 class ScalarParam:
@@ -238,6 +243,29 @@ class Dot:
 
 
 @dataclass(frozen=True)
+class ScaledDot:
+    """``dequantize(a[m, k], ...) @ dequantize(b[n, k], ...).T`` on two block-scaled tiles (MX, or nvfp4
+    without its tensor scale), as one block-scaled matrix product (``tl.dot_scaled``; native on sm_100).
+
+    ``a`` and ``b`` are the dequantising loads the product replaced (``b`` untransposed, rows along N); they
+    are kept as nodes so the mask pass proves their bounds as for any load, but the lowering reads their
+    codes and scale codes directly and never dequantises.  ``a_format``/``b_format`` name the elements the
+    way ``tl.dot_scaled`` does (``e2m1``, ``e4m3``, ``e5m2``); ``block`` is the scale block along K (32:
+    e8m0 scales, MX; 16: e4m3 scales, nvfp4).  Padding lanes of codes and scales are 0, so padding
+    contributes 0 and no guard is needed.
+    """
+
+    a: QuantLoad
+    b: QuantLoad
+    a_format: str
+    b_format: str
+    block: int
+    acc: Expr | None
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
 class Full:
     """``zeros(shape, dtype)`` / ``full(shape, value, dtype)``."""
 
@@ -265,7 +293,7 @@ class Trans:
 
 Expr = (
     Const | ScalarArg | DimValue | Var | Load | QuantLoad | TilePositions | Unary | Binary | Compare | Where
-    | Math | Cast | Reduce | Dot | Full | View | Trans
+    | Math | Cast | Reduce | Dot | ScaledDot | Full | View | Trans
 )
 
 # ----------------------------------------------------------------------------
@@ -366,7 +394,7 @@ def children(expr: Expr) -> tuple[Expr, ...]:
         return (expr.cond, expr.then, expr.otherwise)
     if isinstance(expr, Math):
         return expr.args
-    if isinstance(expr, Dot):
+    if isinstance(expr, (Dot, ScaledDot)):
         return (expr.a, expr.b) + ((expr.acc,) if expr.acc is not None else ())
     if isinstance(expr, Load):
         return index_exprs(expr.index)

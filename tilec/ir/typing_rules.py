@@ -273,7 +273,14 @@ class ExprTyper(ABC):
         group = self.expr(group_node)
         if group.type.rank or not group.type.dtype.is_int:
             raise TileTypeError("the group size is a scalar integer", _span(group_node))
-        assert isinstance(target, ast.Subscript)
+        assert isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name)
+        param = self.params[target.value.id]
+        assert isinstance(param, ir.PackedParam)
+        block = param.fixed_block
+        if block is not None and isinstance(group, ir.Const) and group.value != block:
+            raise TileTypeError(f"{param.format} is block-scaled in blocks of {block}: the group must be {block}, "
+                                f"not {group.value}", _span(group_node), hint=f"dequantize({target.value.id}[...], "
+                                f"scale, None, {block})")
         return self.quant_load(target, scale, zero, group, node.span)
 
     def _tensor_param(self, node: ast.Expr, what: str) -> ir.TensorParam:

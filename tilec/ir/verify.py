@@ -37,6 +37,9 @@ def _expr(e: ir.Expr, defined: set[str]) -> None:
         elif isinstance(node, (ir.Binary, ir.Compare)):
             _require(node.left.type.dtype == node.right.type.dtype, f"operand dtypes differ in {node.op}")
             _require(broadcast_axes(node.left.type.axes, node.right.type.axes) is not None, "operands do not broadcast")
+        elif isinstance(node, ir.ScaledDot):
+            _require(node.a.type.axes[1] == node.b.type.axes[1], "scaled dot contracted axes differ")
+            _require(node.acc is None or node.acc.type == node.type, "scaled dot accumulator type differs")
         elif isinstance(node, ir.Dot):
             _require(node.a.type.dtype == node.b.type.dtype, "dot operand dtypes differ")
             _require(node.a.type.axes[1] == node.b.type.axes[0], "dot contracted axes differ")

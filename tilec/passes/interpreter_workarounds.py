@@ -13,6 +13,10 @@ rounds back once with an explicit integer round-to-nearest-even on the bits
 operation.  Before: ``Binary('+', x: bf16, y: bf16) : bf16``; after:
 ``Cast(Binary('+', Cast(x, f32), Cast(y, f32)) : f32, bf16, rne_bits)``.
 Products take bf16 operands upcast to f32 (exact), with f32 accumulation either way.
+
+Triton 3.6's interpreter has no ``tl.dot_scaled`` at all, and 3.9's reads nvfp4's e4m3 scales as e8m0: a
+block-scaled product lowered for sm_100 (passes/block_scaled_dot.py, forced on the CPU with ``arch=100``)
+is refused with a BackendError where the interpreter cannot run it exactly.
 """
 
 from __future__ import annotations
@@ -46,7 +50,41 @@ def _to_bf16(e: ir.Expr) -> ir.Expr:
     return ir.Cast(e, e.type.with_dtype(dt.bf16), e.span, rounding="rne_bits")
 
 
+def interpreter_runs_dot_scaled() -> bool:
+    """Triton 3.9's interpreter emulates ``tl.dot_scaled``; 3.6's has no such operation (probed)."""
+    from triton.runtime.interpreter import InterpreterBuilder
+
+    return hasattr(InterpreterBuilder, "create_dot_scaled")
+
+
+def interpreter_decodes_e4m3_scales() -> bool:
+    """Whether the interpreter's ``tl.dot_scaled`` reads fp8_e4m3 (nvfp4) scales as e4m3.  Triton 3.9's reads
+    every scale as e8m0 (probed: the e4m3 scale 2.0, code 0x40, becomes 2**-63); asked of its scale
+    decoder directly, so a Triton that fixes it is used as soon as it exists."""
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime import interpreter
+
+    decode = getattr(interpreter, "_dot_scaled_scale_to_f32", None)
+    if decode is None or not interpreter_runs_dot_scaled():
+        return False
+    try:
+        value = decode(interpreter.TensorHandle(np.array([0x40], dtype=np.uint8), tl.float8e4nv), tl.bfloat16)
+        return float(np.asarray(value).reshape(-1)[0]) == 2.0
+    except Exception:  # a changed private API: assume the worst
+        return False
+
+
 def _exact_bf16(e: ir.Expr) -> ir.Expr:
+    if isinstance(e, ir.ScaledDot) and not interpreter_runs_dot_scaled():
+        raise BackendError("this Triton's CPU interpreter cannot run tl.dot_scaled (Triton 3.6's has no such "
+                           "operation), so the sm_100 lowering of this product cannot run on the CPU", e.span,
+                           hint="specialise without arch=100 on the CPU (the dequantising lowering), or use "
+                                "Triton >= 3.9")
+    if isinstance(e, ir.ScaledDot) and e.block == 16 and not interpreter_decodes_e4m3_scales():
+        raise BackendError("this Triton's CPU interpreter reads tl.dot_scaled's e4m3 (nvfp4) scales as e8m0, so "
+                           "the sm_100 lowering of this nvfp4 product would compute wrong values on the CPU",
+                           e.span, hint="specialise without arch=100 on the CPU (the dequantising lowering)")
     if isinstance(e, ir.Cast) and e.type.dtype.is_fp8 and not e.operand.type.dtype.is_fp8:
         # Triton 3.9's interpreter misrounds float -> fp8 (about 3% of values) and does not saturate.
         raise BackendError("converting to fp8 inside a kernel is not exact in Triton's CPU interpreter", e.span,

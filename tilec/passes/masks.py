@@ -162,6 +162,10 @@ class _Analysis:
             contracted = self.padded(k)
             return replace(e, a=a, b=b, acc=acc, guard_a=contracted and self.pad(a, k, env) != 0,
                            guard_b=contracted and self.pad(b, k, env) != 0)
+        if isinstance(e, ir.ScaledDot):  # code and scale loads fill padding with 0: no guard exists to clear
+            a_load, b_load = self.expr(e.a, env), self.expr(e.b, env)
+            assert isinstance(a_load, ir.QuantLoad) and isinstance(b_load, ir.QuantLoad)
+            return replace(e, a=a_load, b=b_load, acc=self.expr(e.acc, env) if e.acc is not None else None)
         return e
 
     def pad(self, e: ir.Expr, axis: Axis, env: PadEnv) -> Pad:
@@ -201,6 +205,10 @@ class _Analysis:
             row_zero = (axis == e.a.type.axes[0] and self.pad(e.a, axis, env) == 0) or (
                 axis == e.b.type.axes[1] and self.pad(e.b, axis, env) == 0)
             if not row_zero:
+                return None
+            return 0 if e.acc is None else self.pad(e.acc, axis, env)
+        if isinstance(e, ir.ScaledDot):  # rows of a are along m, rows of b along n; both load 0 in padding
+            if axis not in (e.a.type.axes[0], e.b.type.axes[0]):
                 return None
             return 0 if e.acc is None else self.pad(e.acc, axis, env)
         return None  # positions, scalars: unknown

@@ -4,10 +4,11 @@ Order matters and is fixed here, in one place:
 
 1. tiling           blocks for every tile variable and whole-axis dimension (validated)
 2. fuse_dot_acc     ``acc += a @ b`` -> one product with accumulator
-3. split_k          (schedule.split_k > 1) the reduction loop shared by that many programs per tile
-4. interpreter_workarounds   (target "cpu" only) exactness fixes for Triton's interpreter
-5. masks            bounds masks and padding guards that the facts cannot prove away
-6. verify           structural invariants, so code generation may assume them
+3. block_scaled_dot (arch >= 100 only) products of two MX tiles -> ``tl.dot_scaled``
+4. split_k          (schedule.split_k > 1) the reduction loop shared by that many programs per tile
+5. interpreter_workarounds   (target "cpu" only) exactness fixes for Triton's interpreter
+6. masks            bounds masks and padding guards that the facts cannot prove away
+7. verify           structural invariants, so code generation may assume them
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from tilec.ir import nodes as ir
 from tilec.ir.schedule import Schedule
 from tilec.ir.verify import verify
+from tilec.passes.block_scaled_dot import NATIVE_SCALED_DOT_ARCH, block_scaled_dot
 from tilec.passes.fuse_dot_acc import fuse_dot_acc
 from tilec.passes.interpreter_workarounds import interpreter_workarounds
 from tilec.passes.masks import Facts, elide_masks, facts_for
@@ -64,10 +66,14 @@ def full_blocks_for(kernel: ir.Kernel, dim_values: Mapping[str, int]) -> dict[st
     return blocks
 
 
-def lower(kernel: ir.Kernel, schedule: Schedule, dim_values: Mapping[str, int] | None, target: str) -> Lowered:
-    """Run the passes; ``dim_values`` None compiles a generic kernel (every mask kept)."""
+def lower(kernel: ir.Kernel, schedule: Schedule, dim_values: Mapping[str, int] | None, target: str,
+          arch: int | None = None) -> Lowered:
+    """Run the passes; ``dim_values`` None compiles a generic kernel (every mask kept).  ``arch`` (the GPU's
+    compute capability, 100 = sm_100) selects arch-specific lowerings; None: what every GPU can run."""
     k = tile(kernel, schedule, full_blocks_for(kernel, dim_values or {}))
     k = fuse_dot_acc(k)
+    if arch is not None and arch >= NATIVE_SCALED_DOT_ARCH:
+        k = block_scaled_dot(k)
     k = split_k(k, schedule.split_k)
     if target == "cpu":
         k = interpreter_workarounds(k)

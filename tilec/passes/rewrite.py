@@ -52,6 +52,9 @@ def rewrite(e: ir.Expr, fn: Rewrite) -> ir.Expr:
     elif isinstance(e, ir.Dot):
         acc = rewrite(e.acc, fn) if e.acc is not None else None
         e = replace(e, a=rewrite(e.a, fn), b=rewrite(e.b, fn), acc=acc)
+    elif isinstance(e, ir.ScaledDot):  # operands stay QuantLoads: only the accumulator is rewritten freely
+        acc = rewrite(e.acc, fn) if e.acc is not None else None
+        e = replace(e, acc=acc)
     elif isinstance(e, ir.Load):
         e = replace(e, index=_index(e.index, fn))
     elif isinstance(e, ir.QuantLoad):

@@ -87,7 +87,7 @@ def _carried(before: tuple[ir.Stmt, ...], loop: ir.SeqLoop) -> tuple[str, ...]:
 def _increment(stmt: ir.Assign) -> tuple[ir.Expr, ...] | None:
     """The terms added to ``stmt.name`` by ``stmt`` (``acc = dot(a, b, acc)`` or ``acc = acc + t``), else None."""
     v = stmt.value
-    if isinstance(v, ir.Dot) and isinstance(v.acc, ir.Var) and v.acc.name == stmt.name:
+    if isinstance(v, (ir.Dot, ir.ScaledDot)) and isinstance(v.acc, ir.Var) and v.acc.name == stmt.name:
         return (v.a, v.b)
     if isinstance(v, ir.Binary) and v.op == "+":
         for own, term in ((v.left, v.right), (v.right, v.left)):

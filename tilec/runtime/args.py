@@ -113,13 +113,15 @@ class GroupedLoad:
     packed: str
     aux: tuple[str, ...]  # the scale and zero tensors
     group: str | int | None  # a scalar parameter, a literal, or None (an expression: not checked)
+    block: int | None = None  # the format's fixed block (MX: 32, nvfp4: 16), which the group must equal
 
     @staticmethod
-    def of(load: ir.QuantLoad) -> GroupedLoad:
+    def of(load: ir.QuantLoad, param: ir.PackedParam) -> GroupedLoad:
         group = load.group
         value = group.name if isinstance(group, ir.ScalarArg) else (
             int(group.value) if isinstance(group, ir.Const) else None)
-        return GroupedLoad(load.tensor, tuple(n for n in (load.scale, load.zero) if n is not None), value)
+        return GroupedLoad(load.tensor, tuple(n for n in (load.scale, load.zero) if n is not None), value,
+                           param.fixed_block)
 
 
 def check_groups(sig: Signature, loads: Sequence[GroupedLoad], bound: Bound) -> None:
@@ -130,6 +132,10 @@ def check_groups(sig: Signature, loads: Sequence[GroupedLoad], bound: Bound) -> 
         group = load.group if isinstance(load.group, int) else int(bound.scalars[load.group])
         if group < 1:
             raise ArgumentError(f"the group size of '{load.packed}' must be positive, got {group}",
+                                sig.param(load.group).span if isinstance(load.group, str) else None)
+        if load.block is not None and group != load.block:
+            raise ArgumentError(f"'{load.packed}' is block-scaled in blocks of {load.block} (its format fixes "
+                                f"them), so its group must be {load.block}, not {group}",
                                 sig.param(load.group).span if isinstance(load.group, str) else None)
         k_dim = sig.param(load.packed).dims[1]
         k = k_dim if isinstance(k_dim, int) else bound.dims[k_dim]

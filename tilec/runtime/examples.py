@@ -124,7 +124,7 @@ def _quantized(kernel: Kernel, name: str, fmt: str, dims: Mapping[str, int], dty
     assert load.scale is not None
     scale_dtype = getattr(torch, kir.param(load.scale).dtype.torch_name)
     out: dict[str, Any] = {}
-    two_level = kir.param(load.scale).dtype.is_int  # integer second-level scales: a two-level QTensor
+    two_level = _two_level(kir, load)
     if two_level:
         channel = _channel_scale(kernel, kir, param)
         scale_dtype = getattr(torch, kir.param(channel).dtype.torch_name)
@@ -151,9 +151,17 @@ def quantized_inputs(kernel: Kernel, dtypes: Mapping[str, dt.DType]) -> frozense
                 if isinstance(e, ir.QuantLoad) and e.scale is not None:
                     names |= {n for n in (e.scale, e.zero) if n is not None}
                     param = kir.param(e.tensor)
-                    if kir.param(e.scale).dtype.is_int and isinstance(param, ir.PackedParam):
+                    if _two_level(kir, e) and isinstance(param, ir.PackedParam):
                         names.add(_channel_scale(kernel, kir, param))
     return frozenset(names)
+
+
+def _two_level(kir: ir.Kernel, load: ir.QuantLoad) -> bool:
+    """Integer codes with integer (u8) group scales: a two-level QTensor's second level.  (MX and nvfp4
+    scales are u8 codes too, but of e8m0 / e4m3 values, on table-decoded elements.)"""
+    param = kir.param(load.tensor)
+    coded = isinstance(param, ir.PackedParam) and (param.table or param.e8m0_scales or param.e4m3_scales)
+    return load.scale is not None and kir.param(load.scale).dtype.is_int and not coded
 
 
 def _channel_scale(kernel: Kernel, kir: ir.Kernel, packed: ir.PackedParam) -> str:

@@ -36,7 +36,15 @@ class Compiled:
     generated: GeneratedKernel
     schedule: Schedule
     target: str
+    arch: int | None = None  # GPU compute capability the passes lowered for (None: no arch-specific lowering)
     _fn: Any = field(default=None, repr=False)
+    _respecialize: Any = field(default=None, repr=False)  # arch -> Compiled with every other choice kept
+
+    def for_arch(self, arch: int) -> Compiled:
+        """The same specialisation lowered for GPU compute capability ``arch`` (e.g. 100 for sm_100)."""
+        if arch == self.arch or self._respecialize is None:
+            return self
+        return self._respecialize(arch)  # type: ignore[no-any-return]
 
     @property
     def source(self) -> str:
@@ -72,9 +80,11 @@ class Kernel:
                         loaded.add(e.tensor)
                     elif isinstance(e, ir.QuantLoad):
                         loaded |= {name for name in (e.tensor, e.scale, e.zero) if name is not None}
-                        if e.group is not None:
-                            self._groups.append(argbind.GroupedLoad.of(e))
+                        param = checked.param(e.tensor)
+                        if e.group is not None and isinstance(param, ir.PackedParam):
+                            self._groups.append(argbind.GroupedLoad.of(e, param))
         self.outputs = frozenset(stored)
+        self._packed = frozenset(p.name for p in self.signature.params if p.kind == "packed")
         self.inputs = frozenset(p.name for p in self.signature.params if p.kind != "scalar") - (stored - loaded)
         self._pinned: Overrides = overrides(schedule)
         self._compiled: dict[tuple[object, ...], Compiled] = {}
@@ -106,24 +116,35 @@ class Kernel:
     # ------------------------------------------------------- specialisation
     def specialize(self, dims: Mapping[str, int] | None, dtypes: Mapping[str, dt.DType] | None = None, *,
                    target: str = "cuda", schedule: Schedule | Mapping[str, object] | None = None,
-                   unit_strides: frozenset[tuple[str, int]] | None = None, int64: bool = False) -> Compiled:
+                   unit_strides: frozenset[tuple[str, int]] | None = None, int64: bool = False,
+                   arch: int | None = None) -> Compiled:
         """Compile for concrete sizes (``dims``), or generically (``dims=None``: every mask kept).
 
-        ``unit_strides`` defaults to contiguous tensors (last axis stride 1).
+        ``unit_strides`` defaults to contiguous tensors (last axis stride 1).  ``arch`` is the GPU's compute
+        capability as one number (90: sm_90, 100: sm_100); passes that depend on it (block-scaled products
+        become ``tl.dot_scaled`` from 100 on) read it, whatever the target: target "cpu" with ``arch=100``
+        runs the sm_100 lowering in Triton's interpreter.  None: the lowering every GPU can run.
         """
         kir = self.ir(dtypes)
         sizes = dict(dims) if dims is not None else {d: 1024 for d in self.signature.dims}
         # default rule, then what the kernel pins, then what this call pins
-        chosen = merge(merge(default_schedule(kir, sizes, target), self._pinned), overrides(schedule))
+        chosen = merge(merge(default_schedule(kir, sizes, target, arch), self._pinned), overrides(schedule))
         if unit_strides is None:
             unit_strides = frozenset((p.name, len(p.dims) - 1) for p in kir.tensors)
-        key = (target, tuple(kir.type_bindings), chosen.key(), _facts_key(kir, chosen, dims), unit_strides, int64)
+        key = (target, arch, tuple(kir.type_bindings), chosen.key(), _facts_key(kir, chosen, dims), unit_strides,
+               int64)
         compiled = self._compiled.get(key)
         if compiled is None:
-            lowered = lower(kir, chosen, dims, target)
+            lowered = lower(kir, chosen, dims, target, arch)
             generated = emit(lowered.kernel, chosen, lowered.facts, unit_strides=unit_strides, int64=int64,
                              target=target)
-            compiled = self._compiled[key] = Compiled(lowered, generated, chosen, target)
+
+            def respecialize(new_arch: int, strides: frozenset[tuple[str, int]] = unit_strides) -> Compiled:
+                return self.specialize(dims, dtypes, target=target, schedule=schedule, unit_strides=strides,
+                                       int64=int64, arch=new_arch)
+
+            compiled = self._compiled[key] = Compiled(lowered, generated, chosen, target, arch,
+                                                      _respecialize=respecialize)
         return compiled
 
     def triton_code(self, *args: Any, target: str = "cuda", schedule: Schedule | Mapping[str, object] | None = None,
@@ -151,14 +172,17 @@ class Kernel:
     def _for_launch(self, bound: argbind.Bound, schedule: Schedule | Mapping[str, object] | None) -> Compiled:
         unit = frozenset((name, axis) for name, t in bound.tensors.items()
                          for axis, stride in enumerate(t.stride()) if stride == 1)
-        int64 = any(_max_offset(t) >= _INT32_LIMIT for t in bound.tensors.values())
+        # Packed words may also be addressed as bytes (the tl.dot_scaled lowering): 4 offsets per word.
+        int64 = any(_max_offset(t) * (4 if name in self._packed else 1) >= _INT32_LIMIT
+                    for name, t in bound.tensors.items())
+        arch = device_arch(bound.device) if bound.target == "cuda" else None
         # Everything the schedule rule and the facts depend on; repeated shapes skip sympy entirely.
-        fast_key = (bound.target, tuple(bound.dims.items()), tuple(bound.dtypes.items()), unit, int64,
+        fast_key = (bound.target, arch, tuple(bound.dims.items()), tuple(bound.dtypes.items()), unit, int64,
                     repr(sorted(overrides(schedule).items())), repr(sorted(self._pinned.items())))
         compiled = self._launch_cache.get(fast_key)
         if compiled is None:
             compiled = self.specialize(bound.dims, bound.dtypes, target=bound.target, schedule=schedule,
-                                       unit_strides=unit, int64=int64)
+                                       unit_strides=unit, int64=int64, arch=arch)
             self._launch_cache[fast_key] = compiled
         return compiled
 
@@ -207,6 +231,23 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
     else:
         fn[(grid, abi.split_k)](*positional, **constexprs, num_warps=compiled.schedule.num_warps,
                                 num_stages=compiled.schedule.num_stages)
+
+
+_ARCHS: dict[str, int] = {}
+
+
+def device_arch(device: Any) -> int:
+    """The compute capability of a CUDA tensor's device as one number (sm_90 -> 90), read once per device.
+
+    Only called for CUDA tensors, so ``import tilec`` and CPU launches never initialise CUDA.
+    """
+    key = str(device)
+    if key not in _ARCHS:
+        import torch
+
+        major, minor = torch.cuda.get_device_capability(device)
+        _ARCHS[key] = 10 * major + minor
+    return _ARCHS[key]
 
 
 _TABLES: dict[tuple[str, str], Any] = {}

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from tilec.ir import nodes as ir
 from tilec.ir.schedule import Schedule
+from tilec.passes.block_scaled_dot import NATIVE_SCALED_DOT_ARCH, scaled_operands
 from tilec.passes.pipeline import full_blocks_for
 from tilec.passes.split_k import split_blocker
 
@@ -45,8 +46,29 @@ def dot_tiles(kernel: ir.Kernel) -> dict[str, int]:
     return names
 
 
-def default_schedule(kernel: ir.Kernel, dim_values: Mapping[str, int], target: str) -> Schedule:
+def scaled_rows(kernel: ir.Kernel) -> set[str]:
+    """Tile variables walking the M rows of products that become ``tl.dot_scaled`` on sm_100."""
+    names: set[str] = set()
+    for stmt in ir.walk_stmts(kernel.body.body):
+        if isinstance(stmt, (ir.Assign, ir.Store)):
+            for e in ir.walk_exprs(stmt.value):
+                found = scaled_operands(kernel, e) if isinstance(e, ir.Dot) else None
+                if found is not None and found.a.type.axes[0].kind == "tile":
+                    names.add(found.a.type.axes[0].name)
+    return names
+
+
+def default_schedule(kernel: ir.Kernel, dim_values: Mapping[str, int], target: str,
+                     arch: int | None = None) -> Schedule:
+    """``arch`` >= 100: block-scaled products get 128 rows along M where M allows, the only row count for
+    which Triton emits the native block-scaled MMA (probed, Triton 3.9: 64 rows fall back to an upcast
+    f16-kind MMA, 16 rows to mma.sync bf16)."""
     in_dot = dot_tiles(kernel)
+    if arch is not None and arch >= NATIVE_SCALED_DOT_ARCH:
+        for name in scaled_rows(kernel):
+            tv = kernel.tile_vars()[name]
+            if int(tv.extent.subs({s: dim_values.get(s.name, 1) for s in tv.extent.free_symbols})) >= 128:
+                in_dot[name] = 128
     tiles = kernel.tile_vars()
     full = full_blocks_for(kernel, dim_values)
     row_elems = 1
