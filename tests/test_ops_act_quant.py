@@ -99,3 +99,16 @@ def test_kernels_compile_for_sm90_with_tensor_cores_and_no_spills(fmt: str) -> N
     assert "ttng.warp_group_dot" in art.asm["ttgir"]
     report = art.ptxas()
     assert report.spill_stores == 0 and report.spill_loads == 0, report.text
+
+
+def test_quant_linear_module_with_quantised_activations() -> None:
+    gen = torch.Generator().manual_seed(6)
+    lin = torch.nn.Linear(96, 24).half()
+    x = torch.randn(5, 96, generator=gen).half()
+    for fmt in ("int8", "fp8_e4m3"):
+        qlin = tilec.nn.QuantLinear.from_linear(lin, fmt, group_size=None, activations=fmt)
+        assert f"activations={fmt}" in repr(qlin)
+        direct = tilec.ops.linear(x, qlin.qweight, lin.bias.detach(), activations=fmt)
+        assert torch.equal(qlin(x), direct)
+    with pytest.raises(tilec.ArgumentError, match="per-channel"):  # refused when built, not at the first call
+        tilec.nn.QuantLinear.from_linear(lin, "int8", group_size=32, activations="int8")
