@@ -40,7 +40,7 @@ def measure(kernel: tilec.Kernel, tile: tuple[int, int, int, int], bits: int, ta
     bm, bn, bk, warps = tile
     dims = {"M": 4 * bm, "N": 8192, "K": 8192, "G": 8192 // 128}
     compiled = kernel.specialize(dims, {"T": dt.f16}, target="cuda",
-                                 schedule={"m": bm, "n": bn, "k": bk, "num_warps": warps})
+                                 schedule={"m": bm, "n": bn, "k": bk, "num_warps": warps}, scalars={"group": 128})
     art = compile_for_gpu(compiled, target, dims)
     stats = main_loop_stats(art.asm["cubin"])
     report = art.ptxas()

@@ -3,10 +3,12 @@
 Order matters and is fixed here, in one place:
 
 1. tiling           blocks for every tile variable and whole-axis dimension (validated)
-2. fuse_dot_acc     ``acc += a @ b`` -> one product with accumulator
-3. interpreter_workarounds   (target "cpu" only) exactness fixes for Triton's interpreter
-4. masks            bounds masks and padding guards that the facts cannot prove away
-5. verify           structural invariants, so code generation may assume them
+2. defer_group_scale   integer group scales applied to each K tile's product (when the tile lies
+                       within one group)
+3. fuse_dot_acc     ``acc += a @ b`` -> one product with accumulator
+4. interpreter_workarounds   (target "cpu" only) exactness fixes for Triton's interpreter
+5. masks            bounds masks and padding guards that the facts cannot prove away
+6. verify           structural invariants, so code generation may assume them
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from tilec.ir import nodes as ir
 from tilec.ir.schedule import Schedule
 from tilec.ir.verify import verify
+from tilec.passes.defer_group_scale import defer_group_scale
 from tilec.passes.fuse_dot_acc import fuse_dot_acc
 from tilec.passes.interpreter_workarounds import interpreter_workarounds
 from tilec.passes.masks import Facts, elide_masks, facts_for
@@ -62,9 +65,12 @@ def full_blocks_for(kernel: ir.Kernel, dim_values: Mapping[str, int]) -> dict[st
     return blocks
 
 
-def lower(kernel: ir.Kernel, schedule: Schedule, dim_values: Mapping[str, int] | None, target: str) -> Lowered:
-    """Run the passes; ``dim_values`` None compiles a generic kernel (every mask kept)."""
+def lower(kernel: ir.Kernel, schedule: Schedule, dim_values: Mapping[str, int] | None, target: str,
+          scalar_pow2: Mapping[str, int] | None = None) -> Lowered:
+    """Run the passes; ``dim_values`` None compiles a generic kernel (every mask kept).  ``scalar_pow2``:
+    powers of two that integer scalars (group sizes) are known to be multiples of (passes/defer_group_scale)."""
     k = tile(kernel, schedule, full_blocks_for(kernel, dim_values or {}))
+    k = defer_group_scale(k, scalar_pow2 or {})
     k = fuse_dot_acc(k)
     if target == "cpu":
         k = interpreter_workarounds(k)

@@ -21,6 +21,7 @@ from tilec.ir import nodes as ir
 from tilec.ir.build import build_kernel
 from tilec.ir.schedule import Schedule
 from tilec.ir.signature import analyze_signature
+from tilec.passes.defer_group_scale import group_scalars, scalar_facts
 from tilec.passes.pipeline import Lowered, lower
 from tilec.runtime import args as argbind
 from tilec.runtime.schedule import Overrides, default_schedule, merge, overrides
@@ -76,6 +77,7 @@ class Kernel:
         self._pinned: Overrides = overrides(schedule)
         self._compiled: dict[tuple[object, ...], Compiled] = {}
         self._launch_cache: dict[tuple[object, ...], Compiled] = {}  # cheap per-call key -> Compiled
+        self._group_scalars = group_scalars(checked)  # scalars whose divisibility a specialisation may use
 
     def __repr__(self) -> str:
         params = ", ".join(p.name for p in self.signature.params)
@@ -103,10 +105,12 @@ class Kernel:
     # ------------------------------------------------------- specialisation
     def specialize(self, dims: Mapping[str, int] | None, dtypes: Mapping[str, dt.DType] | None = None, *,
                    target: str = "cuda", schedule: Schedule | Mapping[str, object] | None = None,
-                   unit_strides: frozenset[tuple[str, int]] | None = None, int64: bool = False) -> Compiled:
+                   unit_strides: frozenset[tuple[str, int]] | None = None, int64: bool = False,
+                   scalars: Mapping[str, object] | None = None) -> Compiled:
         """Compile for concrete sizes (``dims``), or generically (``dims=None``: every mask kept).
 
-        ``unit_strides`` defaults to contiguous tensors (last axis stride 1).
+        ``unit_strides`` defaults to contiguous tensors (last axis stride 1).  ``scalars``: launch values of
+        scalar arguments; only the power-of-two divisibility of group sizes is used (and keyed on).
         """
         kir = self.ir(dtypes)
         sizes = dict(dims) if dims is not None else {d: 1024 for d in self.signature.dims}
@@ -114,10 +118,12 @@ class Kernel:
         chosen = merge(merge(default_schedule(kir, sizes, target), self._pinned), overrides(schedule))
         if unit_strides is None:
             unit_strides = frozenset((p.name, len(p.dims) - 1) for p in kir.tensors)
-        key = (target, tuple(kir.type_bindings), chosen.key(), _facts_key(kir, chosen, dims), unit_strides, int64)
+        pow2 = scalar_facts(self._group_scalars, scalars or {})
+        key = (target, tuple(kir.type_bindings), chosen.key(), _facts_key(kir, chosen, dims), unit_strides, int64,
+               pow2)
         compiled = self._compiled.get(key)
         if compiled is None:
-            lowered = lower(kir, chosen, dims, target)
+            lowered = lower(kir, chosen, dims, target, dict(pow2))
             generated = emit(lowered.kernel, chosen, lowered.facts, unit_strides=unit_strides, int64=int64,
                              target=target)
             compiled = self._compiled[key] = Compiled(lowered, generated, chosen, target)
@@ -149,12 +155,13 @@ class Kernel:
                          for axis, stride in enumerate(t.stride()) if stride == 1)
         int64 = any(_max_offset(t) >= _INT32_LIMIT for t in bound.tensors.values())
         # Everything the schedule rule and the facts depend on; repeated shapes skip sympy entirely.
+        pow2 = scalar_facts(self._group_scalars, bound.scalars) if self._group_scalars else ()
         fast_key = (bound.target, tuple(bound.dims.items()), tuple(bound.dtypes.items()), unit, int64,
-                    repr(sorted(overrides(schedule).items())), repr(sorted(self._pinned.items())))
+                    repr(sorted(overrides(schedule).items())), repr(sorted(self._pinned.items())), pow2)
         compiled = self._launch_cache.get(fast_key)
         if compiled is None:
             compiled = self.specialize(bound.dims, bound.dtypes, target=bound.target, schedule=schedule,
-                                       unit_strides=unit, int64=int64)
+                                       unit_strides=unit, int64=int64, scalars=bound.scalars)
             self._launch_cache[fast_key] = compiled
         return compiled
 
