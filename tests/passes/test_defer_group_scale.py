@@ -81,3 +81,15 @@ def test_constant_groups_are_checked_statically() -> None:
 def test_table_formats_keep_their_per_weight_scale() -> None:
     kernel = tile(tilec.compile(TABLE_SPEC, name="fp4.tile").linear.ir(), BLOCKS, {})
     assert defer_group_scale(kernel, {"group": 128}) == kernel
+
+
+def test_wide_tiles_keep_the_scale_per_weight_but_one_per_row() -> None:
+    """128 x 128 over 8 warps: 64 products per thread would sit beside the accumulator; not deferred."""
+    before = w4a16(Schedule(blocks={"m": 128, "n": 128, "k": 64}, num_warps=8))
+    after = update(defer_group_scale(before, {"group": 128}, num_warps=8))
+    assert isinstance(after, ir.Binary) and isinstance(after.right, ir.Dot)
+    quant = after.right.b.operand  # type: ignore[union-attr]
+    assert isinstance(quant, ir.QuantLoad) and quant.scale == "scale" and quant.tile_group
+    deferred = update(defer_group_scale(before, {"group": 128}, num_warps=16))  # 32 per thread: deferred
+    assert isinstance(deferred, ir.Binary) and isinstance(deferred.right, ir.Binary) and deferred.right.op == "*"
+

@@ -14,20 +14,23 @@ import torch
 import tilec
 from tests.runtime.test_quant_gemm import WIDTHS, kernel
 
-SCHEDULE = {"m": 16, "n": 32, "k": 64}
+DEFERRED = {"m": 16, "n": 32, "k": 64}  # 4 products per thread: the scale follows the product
+PER_WEIGHT = {"m": 64, "n": 64, "k": 64, "num_warps": 1}  # 128 per thread: one scale per row, per weight
 
 
-def run(k: tilec.Kernel, qt: tilec.QTensor, x: torch.Tensor, group: int) -> tuple[torch.Tensor, str]:
+def run(k: tilec.Kernel, qt: tilec.QTensor, x: torch.Tensor, group: int,
+        schedule: dict[str, int] = DEFERRED) -> tuple[torch.Tensor, str]:
     n = qt.shape[0]
     out = torch.full((x.shape[0], n), float("nan"), dtype=x.dtype)
     args = [x, qt, qt.scales] + ([] if qt.zeros is None else [qt.zeros]) + [out, group]
-    k(*args, schedule=SCHEDULE)
-    return out, k.triton_code(*args, schedule=SCHEDULE)
+    k(*args, schedule=schedule)
+    return out, k.triton_code(*args, schedule=schedule)
 
 
 @pytest.mark.parametrize("fmt", WIDTHS)
 @pytest.mark.parametrize("group", [64, 128])
-def test_deferred_scale_matches_the_dequantised_product(fmt: str, group: int) -> None:
+@pytest.mark.parametrize("schedule", [DEFERRED, PER_WEIGHT], ids=["deferred", "per_weight"])
+def test_tile_group_paths_match_the_dequantised_product(fmt: str, group: int, schedule: dict[str, int]) -> None:
     k = kernel(fmt)
     bits = int(fmt[-1])
     gen = torch.Generator().manual_seed(100 * bits + group + fmt.startswith("int"))
@@ -36,11 +39,12 @@ def test_deferred_scale_matches_the_dequantised_product(fmt: str, group: int) ->
     w = qt.dequantize().double()
     for m in (1, 7, 33):
         x = torch.randn(m, kk, generator=gen).half()
-        out, source = run(k, qt, x, group)
+        out, source = run(k, qt, x, group, schedule)
         ref = x.double() @ w.T
         err = ((out.double() - ref).abs().max() / ref.abs().max()).item()
         assert err <= 2 * 2.0**-10, f"{fmt} g{group} M={m}: {err:.3e}"
-    assert ")) * scale_w)" in source  # the scale follows the product
+    assert (")) * scale_w)" in source) == (schedule is DEFERRED)  # the scale follows the product
+    assert "scale_w[:, None]" in source or schedule is DEFERRED  # else one scale per row
     assert ("0x64006400" in source) == (32 % bits == 0)  # magic unpack for whole-word widths
 
 

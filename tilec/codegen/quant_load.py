@@ -47,7 +47,7 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
     tv = em.kernel.tile_vars()[col_ix.tile]
     per_word = 32 // bits if 32 % bits == 0 else 0
     whole = bool(per_word) and tv.block is not None and tv.block % per_word == 0
-    if whole and _magic_applies(e, param):
+    if whole and _magic_applies(em, e, param):
         return _magic_values(em, e, param, _load_words(em, e, param, row, tv, per_word), per_word, mask)
     if whole:
         codes = _unpack_whole_words(em, e, _load_words(em, e, param, row, tv, per_word), tv, per_word)
@@ -74,6 +74,9 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
     elif param.e4m3_scales:  # nvfp4: block scales are fp8_e4m3 codes, decoded through that format's table
         raw = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_e4m3")
         scale = em.bind(f"tl.load({em.tables[name + ':scales']} + {raw})", f"{e.scale}_{name}")
+    elif e.tile_group:  # the tile lies within one group: one scale per row
+        scale = em.bind(f"tl.load({_row_vector(em, e.scale, row_ix, col_ix.tile, e.group)}).to(tl.float32)",
+                        f"{e.scale}_{name}") + "[:, None]"
     else:
         scale = em.bind(f"tl.load({_grouped(em, e.scale, rows, group)}{masked}).to(tl.float32)", f"{e.scale}_{name}")
     value = f"{code}.to(tl.float32)"
@@ -121,10 +124,14 @@ def _unpack_whole_words(em: Emitter, e: ir.QuantLoad, packed: str, tv: ir.TileVa
     return f"tl.reshape({packed}[:, :, None] >> {fields}[None, None, :], ({em.block(e.type.axes[0])}, {tv.block}))"
 
 
-def _magic_applies(e: ir.QuantLoad, param: ir.PackedParam) -> bool:
-    """Integer codes wanted as f16 ``code - zero`` (the scale deferred past the product)."""
-    return (e.scale is None and e.group is not None and e.tile_group and e.type.dtype == dt.f16
-            and not param.table and param.bits <= 8)
+def _magic_applies(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam) -> bool:
+    """Integer codes wanted as f16 ``code - zero`` (the scale deferred past the product), or as f16
+    ``(code - zero) * scale`` with f16 scales one per row (the f32 product of the two is exact, so rounding
+    it to f16 equals the f16 multiply)."""
+    if e.scale is not None and (param.e8m0_scales or param.e4m3_scales or em.kernel.param(e.scale).dtype != dt.f16):
+        return False
+    return (e.group is not None and e.tile_group and e.type.dtype == dt.f16 and not param.table
+            and param.bits <= 8)
 
 
 def _magic_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed: str, per_word: int,
@@ -157,13 +164,16 @@ def _magic_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed: s
     assert isinstance(row_ix, ir.TileIndex) and isinstance(col_ix, ir.TileIndex)
     tv = em.kernel.tile_vars()[col_ix.tile]
     biased = em.bind(f"tl.reshape({pairs[0]}, ({em.block(e.type.axes[0])}, {tv.block}))", f"{name}_plus_1024")
+    assert e.group is not None
     if e.zero is not None:  # 1024 + zero as f16: the zero point (< 256) in the mantissa of 1024.0
-        assert e.group is not None
         zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)})", f"{e.zero}_{name}")
         bias = em.bind(f"({zero}.to(tl.uint16) | 0x6400).to(tl.float16, bitcast=True)[:, None]", f"{e.zero}_plus_1024")
     else:
         bias = repr(1024.0 + (1 << (bits - 1) if param.signed else 0))
-    value = f"{biased} - {bias}"
+    value = f"({biased} - {bias})"
+    if e.scale is not None:
+        scale = em.bind(f"tl.load({_row_vector(em, e.scale, row_ix, col_ix.tile, e.group)})", f"{e.scale}_{name}")
+        value = f"{value} * {scale}[:, None]"
     if mask:  # padding lanes hold 0, as plain masked loads do (passes/masks.py relies on it)
         value = f"tl.where({mask}, {value}, 0.0)"
     return em.bind(value, f"{name}_{row_ix.tile}{col_ix.tile}")

@@ -25,6 +25,7 @@ from tilec.ir.types import TileType
 from tilec.passes.rewrite import map_exprs
 
 _POW2_CAP = 1 << 16
+MAX_DEFERRED = 32  # f32 products per thread that may sit beside the accumulator
 
 
 def group_scalars(kernel: ir.Kernel) -> tuple[str, ...]:
@@ -48,8 +49,13 @@ def scalar_facts(names: tuple[str, ...], scalars: Mapping[str, object]) -> tuple
     return tuple(out)
 
 
-def defer_group_scale(kernel: ir.Kernel, pow2: Mapping[str, int]) -> ir.Kernel:
-    """``pow2``: scalar name -> a power of two it is known to be a multiple of (see :func:`scalar_facts`)."""
+def defer_group_scale(kernel: ir.Kernel, pow2: Mapping[str, int], num_warps: int = 4) -> ir.Kernel:
+    """``pow2``: scalar name -> a power of two it is known to be a multiple of (see :func:`scalar_facts`).
+
+    Deferring needs the product of each tile in registers beside the accumulator; where that is more than
+    ``MAX_DEFERRED`` f32 values per thread (prefill tiles: 64 at 128 x 128 / 8 warps) the second accumulator
+    would spill, so the scale stays per weight and the load is only marked ``tile_group`` (one scale and
+    zero point per row per tile)."""
     tiles = kernel.tile_vars()
     seq = {s.tile.name for s in ir.walk_stmts(kernel.body.body) if isinstance(s, ir.SeqLoop)}
 
@@ -81,6 +87,10 @@ def defer_group_scale(kernel: ir.Kernel, pow2: Mapping[str, int]) -> ir.Kernel:
             return e
         if not aligned(q.group, tv.block):
             return e
+        out_rows, out_cols = e.type.axes
+        per_thread = tiles[out_rows.name].block * tiles[out_cols.name].block // (32 * num_warps)  # type: ignore[operator]
+        if per_thread > MAX_DEFERRED or out_rows.kind != "tile" or out_cols.kind != "tile":
+            return replace(e, b=replace(e.b, operand=replace(q, tile_group=True)))
         codes = replace(q, scale=None, tile_group=True)
         product = replace(e, b=replace(e.b, operand=codes))
         scale_type = TileType((q.type.axes[0],), dt.f32)

@@ -70,7 +70,7 @@ def lower(kernel: ir.Kernel, schedule: Schedule, dim_values: Mapping[str, int] |
     """Run the passes; ``dim_values`` None compiles a generic kernel (every mask kept).  ``scalar_pow2``:
     powers of two that integer scalars (group sizes) are known to be multiples of (passes/defer_group_scale)."""
     k = tile(kernel, schedule, full_blocks_for(kernel, dim_values or {}))
-    k = defer_group_scale(k, scalar_pow2 or {})
+    k = defer_group_scale(k, scalar_pow2 or {}, schedule.num_warps)
     k = fuse_dot_acc(k)
     if target == "cpu":
         k = interpreter_workarounds(k)
