@@ -51,6 +51,7 @@ def measure(kernel: tilec.Kernel, tile: tuple[int, int, int, int], bits: int, ta
         "regs": report.registers,
         "spill B": report.spill_stores + report.spill_loads,
         "STS": stats.shared_stores,
+        "STS B/thr": stats.shared_store_bytes,
         "LDS": stats.shared_loads,
         "LDL/STL": stats.local_accesses,
         "MMA": stats.tensor_core,

@@ -147,13 +147,14 @@ def _magic_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed: s
     name, bits = e.tensor, param.bits
     half = per_word // 2
     field = (1 << bits) - 1
-    if param.signed:  # flip each field's sign bit: the lanes then hold code + 2**(B-1) as unsigned
-        flips = sum(1 << (j * bits + bits - 1) for j in range(per_word))
-        packed = em.bind(f"{packed} ^ {flips:#x}", f"{name}_biased")
+    # Signed codes: XOR-ing the sign bit too (it is disjoint from 0x6400's bits, so XOR also sets those)
+    # gives 1024 + code + 2**(B-1) in one operation.
+    magic = 0x64006400 | ((1 << (bits - 1)) * 0x00010001 if param.signed else 0)
     pairs = []
     for s in range(half):
         shifted = f"({packed} >> {s * bits})" if s else packed
-        lanes = em.bind(f"({shifted} & {field * 0x00010001:#x}) | 0x64006400", f"{name}_lanes{s}")
+        lanes = em.bind(f"({shifted} & {field * 0x00010001:#x}) {'^' if param.signed else '|'} {magic:#x}",
+                        f"{name}_lanes{s}")
         lo = f"{lanes}.to(tl.uint16).to(tl.float16, bitcast=True)"
         hi = f"({lanes} >> 16).to(tl.uint16).to(tl.float16, bitcast=True)"
         pairs.append(em.bind(f"tl.join({lo}, {hi})", f"{name}_pair{s}"))

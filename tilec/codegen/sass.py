@@ -61,6 +61,7 @@ class LoopStats:
     opcodes: dict[str, int]  # base opcode -> count
     tensor_core: int  # HMMA / HGMMA ... instructions
     shared_stores: int  # STS: registers written to shared memory inside the loop (a round trip)
+    shared_store_bytes: int  # bytes one thread writes with them per iteration
     shared_loads: int  # LDS / LDSM
     local_accesses: int  # LDL / STL: spills touched inside the loop
     global_load_bytes: int  # bytes one thread requests per iteration (LDG and LDGSTS)
@@ -110,7 +111,8 @@ def main_loop(sass: Sass) -> tuple[Instr, ...]:
     return sass.instrs[first:last + 1]
 
 
-def _load_bytes(ins: Instr) -> int:
+def _access_bytes(ins: Instr) -> int:
+    """Bytes one LDG / LDGSTS / STS moves per thread: its width suffix (.U8, .U16, .64, .128), else 4."""
     widths = [int(w) for w in re.findall(r"\.(\d+)\b", ins.opcode) if w in ("8", "16", "32", "64", "128")]
     bits = widths[-1] if widths else 32
     if ins.opcode.endswith((".U8", ".S8")) or ".U8." in ins.opcode or ".S8." in ins.opcode:
@@ -129,7 +131,8 @@ def loop_stats(body: tuple[Instr, ...]) -> LoopStats:
         shared_stores=sum(counts[o] for o in _SHARED_STORES),
         shared_loads=sum(counts[o] for o in _SHARED_LOADS),
         local_accesses=sum(counts[o] for o in _LOCAL),
-        global_load_bytes=sum(_load_bytes(ins) for ins in body if ins.base in _GLOBAL_LOADS),
+        shared_store_bytes=sum(_access_bytes(ins) for ins in body if ins.base in _SHARED_STORES),
+        global_load_bytes=sum(_access_bytes(ins) for ins in body if ins.base in _GLOBAL_LOADS),
     )
 
 
