@@ -19,6 +19,7 @@ TEXT = """
         /*0040*/                   LDGSTS.E.BYPASS.128 [R9], desc[UR4][R2.64] ;
         /*0050*/                   STS.128 [R3], R4 ;
         /*0058*/                   STS.U8 [R3+0x10], R4 ;
+        /*005c*/                   STSM.16.M88.4 [R3+0x20], R4 ;
         /*0060*/                   LDSM.16.M88.4 R12, [R3] ;
         /*0070*/                   HMMA.16816.F32 R16, R12, R14, R16 ;
         /*0080*/                   STL [R1], R16 ;
@@ -37,7 +38,7 @@ TEXT = """
 
 def test_parse_finds_instructions_labels_and_predicates() -> None:
     sass = parse_sass(TEXT)
-    assert len(sass.instrs) == 17
+    assert len(sass.instrs) == 18
     assert sass.labels == {".L_x_0": 0x10, ".L_x_1": 0x30, ".L_x_3": 0xA0, ".L_x_2": 0xD0, ".L_x_4": 0xF0}
     branch = sass.instrs[2]
     assert (branch.predicate, branch.base, branch.target()) == ("@!P1", "BRA", ".L_x_3")
@@ -46,13 +47,13 @@ def test_parse_finds_instructions_labels_and_predicates() -> None:
 
 def test_main_loop_is_the_longest_innermost_backward_branch() -> None:
     sass = parse_sass(TEXT)
-    assert sorted(loops(sass)) == [(1, 13), (3, 10), (14, 15)]  # the self-loop is not a loop body
+    assert sorted(loops(sass)) == [(1, 14), (3, 11), (15, 16)]  # the self-loop is not a loop body
     body = main_loop(sass)
-    assert [i.address for i in body] == [0x30, 0x40, 0x50, 0x58, 0x60, 0x70, 0x80, 0x90]
+    assert [i.address for i in body] == [0x30, 0x40, 0x50, 0x58, 0x5C, 0x60, 0x70, 0x80, 0x90]
     stats = loop_stats(body)
-    assert stats.instructions == 8
-    assert (stats.tensor_core, stats.shared_stores, stats.shared_loads, stats.local_accesses) == (1, 2, 1, 1)
-    assert stats.shared_store_bytes == 17
+    assert stats.instructions == 9
+    assert (stats.tensor_core, stats.shared_stores, stats.shared_loads, stats.local_accesses) == (1, 3, 1, 1)
+    assert stats.shared_store_bytes == 16 + 1 + 16
     assert stats.global_load_bytes == 32  # two 16-byte loads
     assert stats.opcodes["BRA"] == 1
 

@@ -23,7 +23,7 @@ _LABEL = re.compile(r"^\s*(\.?[A-Za-z_$][\w.$]*):\s*$")
 _TARGET = re.compile(r"`\(([^)]+)\)")
 
 # Opcodes (before the first '.') that read or write shared memory from registers, and local memory.
-_SHARED_STORES = {"STS"}
+_SHARED_STORES = {"STS", "STSM"}  # STSM: Hopper's stmatrix
 _SHARED_LOADS = {"LDS", "LDSM"}
 _LOCAL = {"LDL", "STL"}
 _GLOBAL_LOADS = {"LDG", "LDGSTS"}
@@ -112,7 +112,11 @@ def main_loop(sass: Sass) -> tuple[Instr, ...]:
 
 
 def _access_bytes(ins: Instr) -> int:
-    """Bytes one LDG / LDGSTS / STS moves per thread: its width suffix (.U8, .U16, .64, .128), else 4."""
+    """Bytes one LDG / LDGSTS / STS moves per thread: its width suffix (.U8, .U16, .64, .128), else 4;
+    STSM.16.M88.N stores N registers."""
+    if ins.base == "STSM":
+        match = re.search(r"\.M88\.(\d)", ins.opcode)
+        return 4 * (int(match.group(1)) if match else 1)
     widths = [int(w) for w in re.findall(r"\.(\d+)\b", ins.opcode) if w in ("8", "16", "32", "64", "128")]
     bits = widths[-1] if widths else 32
     if ins.opcode.endswith((".U8", ".S8")) or ".U8." in ins.opcode or ".S8." in ins.opcode:
