@@ -2,7 +2,8 @@
 
 Locks in what the lean loop reached (benchmarks/sass_count.py prints the same figures): SASS
 instructions in the main loop per packed 32-bit weight word one thread consumes per iteration, no
-spills, tensor-core instructions, and (decode tile) no dequantised tile written to shared memory.
+spills, tensor-core instructions, every weight word loaded once, and (decode tile) no dequantised tile
+written to shared memory.
 Bounds are the worst of Triton 3.9 and 3.6 (``make compat``), each measured value in a comment.
 design.md §7's targets (decode <= 16, prefill <= 25) are not reached; docs/architecture.md says why.
 """
@@ -43,6 +44,10 @@ def test_w4a16_main_loop(tile: tuple[int, int, int, int]) -> None:
     words = bn * bk // 8 / (32 * warps)  # packed words one thread consumes per iteration
     assert stats.instructions / words <= CASES[tile], stats.opcodes
     assert stats.tensor_core > 0 and stats.local_accesses == 0
+    # Each weight word and activation loaded once: a thread's share of the packed tile and of x, plus the
+    # per-row zero point (u8) and scale (f16) vectors (measured: 3 bytes; 6 at 8 warps).
+    tiles_bytes = (bn * bk // 8 * 4 + bm * bk * 2) // (32 * warps)
+    assert 0 <= stats.global_load_bytes - tiles_bytes <= 8, stats.global_load_bytes
     if bm == 16:  # mma.sync reads the unpacked weights from registers: only the per-row zero point (u8) and
         assert "mma.sync" in art.asm["ptx"]  # scale (f32) vectors pass through shared memory
         assert stats.shared_store_bytes <= 8, stats.opcodes  # 5 measured; a dequantised tile is 256
