@@ -87,9 +87,8 @@ def defer_group_scale(kernel: ir.Kernel, pow2: Mapping[str, int], num_warps: int
             return e
         if not aligned(q.group, tv.block):
             return e
-        out_rows, out_cols = e.type.axes
-        per_thread = tiles[out_rows.name].block * tiles[out_cols.name].block // (32 * num_warps)  # type: ignore[operator]
-        if per_thread > MAX_DEFERRED or out_rows.kind != "tile" or out_cols.kind != "tile":
+        blocks = [tiles[a.name].block if a.kind == "tile" else None for a in e.type.axes]
+        if None in blocks or blocks[0] * blocks[1] // (32 * num_warps) > MAX_DEFERRED:  # type: ignore[operator]
             return replace(e, b=replace(e.b, operand=replace(q, tile_group=True)))
         codes = replace(q, scale=None, tile_group=True)
         product = replace(e, b=replace(e.b, operand=codes))
