@@ -19,6 +19,7 @@ import tilec
 from tilec.errors import BackendError
 from tilec.formats.qtensor import QTensor
 from tilec.passes.interpreter_workarounds import interpreter_runs_dot_scaled
+from tilec.passes.split_k import split_blocker
 from tilec.runtime import args as argbind
 from tilec.runtime.examples import example_values, make_inputs, quantized_inputs
 from tilec.runtime.kernel import launch
@@ -55,13 +56,19 @@ def _linked(kernel: tilec.Kernel, dtypes: dict, name: str) -> bool:
     return name in quantized_inputs(kernel, dtypes)
 
 
-# Examples whose lowering depends on the GPU arch run a second time lowered for sm_100 (tl.dot_scaled).
-LOWERINGS = [(p, None) for p in EXAMPLES] + [(p, 100) for p in EXAMPLES if p.stem == "mx_gemm"]
+# Examples whose lowering depends on the GPU arch run a second time lowered for sm_100 (tl.dot_scaled);
+# those with a splittable reduction run split-K too, with 2 and 3 splits: at K = 70 (3 tiles of 32) and
+# K = 64 (2 tiles) one of them leaves the last split a tile past the end of K.
+SPLITTABLE = [p for p in EXAMPLES if all(split_blocker(k.ir()) is None for k in tilec.compile(p).kernels.values())]
+LOWERINGS = ([(p, None, 1) for p in EXAMPLES] + [(p, 100, 1) for p in EXAMPLES if p.stem == "mx_gemm"]
+             + [(p, None, s) for p in SPLITTABLE for s in (2, 3)])
 
 
-@pytest.mark.parametrize("path,arch", LOWERINGS, ids=[p.stem + ("-sm_100" if a else "") for p, a in LOWERINGS])
+@pytest.mark.parametrize("path,arch,split", LOWERINGS,
+                         ids=[p.stem + ("-sm_100" if a else "") + (f"-split{s}" if s > 1 else "")
+                              for p, a, s in LOWERINGS])
 @pytest.mark.parametrize("sizes", [{"M": 37, "N": 65, "K": 70}, {"M": 64, "N": 64, "K": 64}], ids=["ragged", "exact"])
-def test_no_access_outside_the_tensors(path: Path, arch: int | None, sizes: dict[str, int]) -> None:
+def test_no_access_outside_the_tensors(path: Path, arch: int | None, split: int, sizes: dict[str, int]) -> None:
     module = tilec.compile(path)
     for example in module.examples:
         kernel = module.kernels[example.kernel]
@@ -91,7 +98,7 @@ def test_no_access_outside_the_tensors(path: Path, arch: int | None, sizes: dict
             if not is_output:
                 env[p.name] = views[p.name].double()
         before = {name: buf.clone() for name, buf in buffers.items()}
-        schedule = {"m": 16, "n": 16, "k": 32} if "k" in kernel.ir().tile_vars() else None
+        schedule = {"m": 16, "n": 16, "k": 32, "split_k": split} if "k" in kernel.ir().tile_vars() else None
         if arch is None:
             kernel(**views, **scalars, schedule=schedule)
         else:  # the sm_100 lowering, in the interpreter

@@ -183,8 +183,9 @@ def test_compiles_for_sm90_with_tensor_cores_and_no_spills(fmt: str, tile: str) 
 
     Registers measured on sm_90 (ptxas): widths dividing 32 load each word once and unpack in registers
     (uint4 16x64x32: 128 registers; 128x128x64 / 8 warps: 178), crossing widths gather per code (uint3:
-    168 and 219). Wide decode tiles (16x128x128) and 64x128x64 / 4 warps still spill: placing the unpacked
-    tile in the dot operand's register layout (the layout pass) is what is to fix that.
+    168 and 219). No group size is given here, so the per-weight path compiles; with a group that the K
+    block divides (a launch), wide decode tiles (16x128x128) and 64x128x64 / 4 warps no longer spill for
+    whole-word widths (tests/codegen/test_sass_w4a16.py).
     """
     m_block = 16 if tile == "decode" else 128
     dims = {"M": m_block * 4, "N": 4096, "K": 4096, "G": 256}

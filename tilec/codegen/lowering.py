@@ -96,6 +96,14 @@ def _scaled_dot(em: Emitter, e: ir.Expr) -> str:
     return emit_scaled_dot(em, e)
 
 
+@lowers(ir.GroupScale)
+def _group_scale(em: Emitter, e: ir.Expr) -> str:
+    assert isinstance(e, ir.GroupScale)
+    from tilec.codegen.quant_load import emit_group_scale
+
+    return emit_group_scale(em, e)
+
+
 @lowers(ir.TilePositions)
 def _positions(em: Emitter, e: ir.Expr) -> str:
     assert isinstance(e, ir.TilePositions)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from tilec.codegen.lowering import strip_parens
 from tilec.ir import dtypes as dt
 from tilec.ir import nodes as ir
+from tilec.ir.types import Axis
 
 if TYPE_CHECKING:
     from tilec.codegen.triton_emit import Emitter
@@ -48,8 +49,11 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
     row = _row(em, e.tensor, rows)
     tv = em.kernel.tile_vars()[col_ix.tile]
     per_word = 32 // bits if 32 % bits == 0 else 0
-    if per_word and tv.block is not None and tv.block % per_word == 0:
-        codes = _unpack_whole_words(em, e, param, row, tv, per_word)
+    whole = bool(per_word) and tv.block is not None and tv.block % per_word == 0
+    if whole and _magic_applies(em, e, param):
+        return _magic_values(em, e, param, _load_words(em, e, param, row, tv, per_word), per_word, mask)
+    if whole:
+        codes = _unpack_whole_words(em, e, _load_words(em, e, param, row, tv, per_word), tv, per_word)
     else:
         codes = _gather_codes(em, e, param, row, cols, mask, masked)
     code = em.bind(f"({codes} & {(1 << bits) - 1}).to(tl.int32)", f"{name}_codes")
@@ -57,6 +61,11 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
         code = em.bind(f"({code} ^ {1 << (bits - 1)}) - {1 << (bits - 1)}", f"{name}_signed")
     if param.table:  # minifloat / codebook: the code indexes the format's value table (host-computed, exact)
         code = em.bind(f"tl.load({em.tables[name]} + {code})", f"{name}_values")
+    if e.scale is None and e.zero is not None:  # code - zero; the scale follows the product (defer_group_scale)
+        value = f"({code}.to(tl.float32) - {_zero_points(em, e, rows, cols, masked)})"
+        if mask:
+            value = f"tl.where({mask}, {value}, 0.0)"
+        return f"{em.bind(value, f'{name}_{row_ix.tile}{col_ix.tile}')}.to({e.type.dtype.triton})"
     if e.scale is None:
         return f"{code}.to({e.type.dtype.triton})"
     assert e.group is not None
@@ -70,12 +79,14 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
     elif param.e4m3_scales:  # nvfp4: block scales are fp8_e4m3 codes, decoded through that format's table
         raw = em.bind(f"tl.load({grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_e4m3")
         scale = em.bind(f"tl.load({em.tables[name + ':scales']} + {raw})", f"{e.scale}_{name}")
+    elif e.tile_group:  # the tile lies within one group: one scale per row
+        scale = em.bind(f"tl.load({_row_vector(em, e.scale, row_ix, col_ix.tile, e.group)}).to(tl.float32)",
+                        f"{e.scale}_{name}") + "[:, None]"
     else:
         scale = em.bind(f"tl.load({grouped(em, e.scale, rows, group)}{masked}).to(tl.float32)", f"{e.scale}_{name}")
     value = f"{code}.to(tl.float32)"
     if e.zero is not None:
-        zero = em.bind(f"tl.load({grouped(em, e.zero, rows, group)}{masked}).to(tl.float32)", f"{e.zero}_{name}")
-        value = f"({value} - {zero})"
+        value = f"({value} - {_zero_points(em, e, rows, cols, masked)})"
     value = f"{value} * {scale}"
     if mask:  # padding lanes hold 0, as plain masked loads do (passes/masks.py relies on it)
         value = f"tl.where({mask}, {value}, 0.0)"
@@ -105,22 +116,126 @@ def grouped(em: Emitter, tensor: str, rows: str, group: str) -> str:
     return f"{_row(em, tensor, rows)} + {col}"
 
 
-def _unpack_whole_words(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, row: str, tv: ir.TileVar,
-                        per_word: int) -> str:
-    """Widths dividing 32: load the tile's words once ([rows, BLOCK_K / per_word]) and unpack in registers:
-    field j of word w is code w * per_word + j, so a row-major reshape restores the code order."""
+def _load_words(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, row: str, tv: ir.TileVar,
+                per_word: int) -> str:
+    """Widths dividing 32: the tile's words, each loaded once ([rows, BLOCK_K / per_word], uint32)."""
     name, bits = e.tensor, param.bits
     assert tv.block is not None
     words = tv.block // per_word
     offs_w = em.bind(f"{em.tile_index[tv.name]} * {words} + tl.arange(0, {words})", f"{name}_word")
-    total = em.bind(f"({em.extent(tv.extent)} * {bits} + 31) // 32", f"{name}_words_per_row")
+    row_ix, col_ix = e.index
+    assert isinstance(row_ix, ir.TileIndex) and isinstance(col_ix, ir.TileIndex)
+    masks = [f"{em.masks[row_ix.tile]}[:, None]"] if row_ix.needs_mask else []
+    if col_ix.needs_mask:  # the last K tile may run past the row's words
+        total = em.bind(f"({em.extent(tv.extent)} * {bits} + 31) // 32", f"{name}_words_per_row")
+        masks.append(f"({offs_w} < {total})[None, :]")
+    masked = f", mask={' & '.join(masks)}, other=0" if masks else ""
+    return em.bind(f"tl.load({row} + {offs_w}[None, :]{masked}).to(tl.uint32, bitcast=True)", f"{name}_words")
+
+
+def _unpack_whole_words(em: Emitter, e: ir.QuantLoad, packed: str, tv: ir.TileVar, per_word: int) -> str:
+    """Field j of word w is code w * per_word + j, so a row-major reshape restores the code order."""
+    name = e.tensor
+    fields = em.bind(f"(tl.arange(0, {per_word}) * {32 // per_word}).to(tl.uint32)", f"{name}_fields")
+    return f"tl.reshape({packed}[:, :, None] >> {fields}[None, None, :], ({em.block(e.type.axes[0])}, {tv.block}))"
+
+
+def _magic_applies(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam) -> bool:
+    """Integer codes wanted as f16 ``code - zero`` (the scale deferred past the product), or as f16
+    ``(code - zero) * scale`` with f16 scales one per row (the f32 product of the two is exact, so rounding
+    it to f16 equals the f16 multiply)."""
+    if e.scale is not None and (param.e8m0_scales or param.e4m3_scales or em.kernel.param(e.scale).dtype != dt.f16):
+        return False
+    return (e.group is not None and e.tile_group and e.type.dtype == dt.f16 and not param.table
+            and param.bits <= 8)
+
+
+def _magic_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed: str, per_word: int,
+                  mask: str) -> str:
+    """f16 ``code - zero`` without an integer-to-float conversion per code.
+
+    ``(word >> s*B) & (2**B - 1) * 0x00010001`` holds code s in its low 16-bit lane and code s + per_word/2
+    in its high lane; OR-ing 0x6400 (1024.0) into each lane makes f16 1024 + code, exact; subtracting
+    1024 + zero (also exact) gives code - zero.  Lanes are reinterpreted as f16 and joined so the last axis
+    enumerates a word's codes in stream order (join's new axis is the least significant, so pairing lane s
+    with lane s + half at every level yields code index = lane-half * (per_word/2) + s).
+    """
+    name, bits = e.tensor, param.bits
+    half = per_word // 2
+    field = (1 << bits) - 1
+    # Signed codes: XOR-ing the sign bit too (it is disjoint from 0x6400's bits, so XOR also sets those)
+    # gives 1024 + code + 2**(B-1) in one operation.
+    magic = 0x64006400 | ((1 << (bits - 1)) * 0x00010001 if param.signed else 0)
+    pairs = []
+    for s in range(half):
+        shifted = f"({packed} >> {s * bits})" if s else packed
+        lanes = em.bind(f"({shifted} & {field * 0x00010001:#x}) {'^' if param.signed else '|'} {magic:#x}",
+                        f"{name}_lanes{s}")
+        lo = f"{lanes}.to(tl.uint16).to(tl.float16, bitcast=True)"
+        hi = f"({lanes} >> 16).to(tl.uint16).to(tl.float16, bitcast=True)"
+        pairs.append(em.bind(f"tl.join({lo}, {hi})", f"{name}_pair{s}"))
+    while len(pairs) > 1:
+        n = len(pairs) // 2
+        pairs = [em.bind(f"tl.join({pairs[i]}, {pairs[i + n]})", f"{name}_join") for i in range(n)]
+    row_ix, col_ix = e.index
+    assert isinstance(row_ix, ir.TileIndex) and isinstance(col_ix, ir.TileIndex)
+    tv = em.kernel.tile_vars()[col_ix.tile]
+    biased = em.bind(f"tl.reshape({pairs[0]}, ({em.block(e.type.axes[0])}, {tv.block}))", f"{name}_plus_1024")
+    assert e.group is not None
+    if e.zero is not None:  # 1024 + zero as f16: the zero point (< 256) in the mantissa of 1024.0
+        zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)})", f"{e.zero}_{name}")
+        bias = em.bind(f"({zero}.to(tl.uint16) | 0x6400).to(tl.float16, bitcast=True)[:, None]", f"{e.zero}_plus_1024")
+    else:
+        bias = repr(1024.0 + (1 << (bits - 1) if param.signed else 0))
+    value = f"({biased} - {bias})"
+    if e.scale is not None:
+        scale = em.bind(f"tl.load({_row_vector(em, e.scale, row_ix, col_ix.tile, e.group)})", f"{e.scale}_{name}")
+        value = f"{value} * {scale}[:, None]"
+    if mask:  # padding lanes hold 0, as plain masked loads do (passes/masks.py relies on it)
+        value = f"tl.where({mask}, {value}, 0.0)"
+    return em.bind(value, f"{name}_{row_ix.tile}{col_ix.tile}")
+
+
+def _row_vector(em: Emitter, tensor: str, row_ix: ir.TileIndex, tile: str, group: ir.Expr) -> str:
+    """Load arguments for ``tensor[rows, (t * BLOCK) // group]``, t the reduction tile: one value per row
+    (the tile lies within one group: passes/defer_group_scale.py proved it)."""
+    tv = em.kernel.tile_vars()[tile]
+    column = f"({em.tile_index[tile]} * {em.block(Axis.tile(tv.name, tv.extent))}) // {strip_parens(em.expr(group))}"
+    split = next((loop.split for loop in ir.walk_loops(em.kernel.body.body) if loop.tile.name == tile), 1)
+    if split > 1 and tile in em.masks:
+        # split-K: the last split's run of tiles may pass the end of K (codegen/split_k.py).  Such a tile's
+        # codes are masked to 0, so any in-bounds scale serves: the last group's.
+        param = em.kernel.param(tensor)
+        assert isinstance(param, ir.TensorParam)
+        column = f"tl.minimum({column}, {em.extent(param.dims[1])} - 1)"
+    first = em.bind(column, f"{tensor}_column")
+    stride0, stride1 = em.strides.get((tensor, 0)), em.strides.get((tensor, 1))
+    rows = em.offsets[row_ix.tile] + (f" * {stride0}" if stride0 else "")
+    masked = f", mask={em.masks[row_ix.tile]}, other=0" if row_ix.needs_mask else ""
+    return f"{em.ptrs[tensor]} + {rows} + {first}" + (f" * {stride1}" if stride1 else "") + masked
+
+
+def _zero_points(em: Emitter, e: ir.QuantLoad, rows: str, cols: str, masked: str) -> str:
+    """f32 zero points: one per row when the tile lies within one group, else one per code."""
+    assert e.zero is not None and e.group is not None
     row_ix = e.index[0]
     assert isinstance(row_ix, ir.TileIndex)
-    row_mask = f"{em.masks[row_ix.tile]}[:, None] & " if row_ix.needs_mask else ""
-    packed = em.bind(f"tl.load({row} + {offs_w}[None, :], mask={row_mask}({offs_w} < {total})[None, :], other=0)"
-                     f".to(tl.uint32, bitcast=True)", f"{name}_words")
-    fields = em.bind(f"(tl.arange(0, {per_word}) * {bits}).to(tl.uint32)", f"{name}_fields")
-    return f"tl.reshape({packed}[:, :, None] >> {fields}[None, None, :], ({em.block(e.type.axes[0])}, {tv.block}))"
+    if e.tile_group:
+        col_ix = e.index[1]
+        assert isinstance(col_ix, ir.TileIndex)
+        zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)}).to(tl.float32)",
+                       f"{e.zero}_{e.tensor}")
+        return f"{zero}[:, None]"
+    group = em.bind(f"{cols} // {strip_parens(em.expr(e.group))}", f"{e.tensor}_group")
+    return em.bind(f"tl.load({grouped(em, e.zero, rows, group)}{masked}).to(tl.float32)", f"{e.zero}_{e.tensor}")
+
+
+def emit_group_scale(em: Emitter, e: ir.GroupScale) -> str:
+    """``scale[n, (t * BLOCK_K) // group]`` as f32, one per row of the tile."""
+    row_ix = e.index[0]
+    assert isinstance(row_ix, ir.TileIndex)
+    return em.bind(f"tl.load({_row_vector(em, e.tensor, row_ix, e.tile, e.group)}).to(tl.float32)",
+                   f"{e.tensor}_{e.quant}")
 
 
 def _gather_codes(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, row: str, cols: str, mask: str,

@@ -147,7 +147,10 @@ class QuantLoad:
     """``dequantize(w[n, k], scale, zero, group)`` (or plain ``w[n, k]``: codes) on a packed tensor.
 
     Lowers to word loads, shifts and masks (codes may cross word boundaries), then
-    ``(code - zero[n, k // group]) * scale[n, k // group]``; padding lanes are 0.
+    ``(code - zero[n, k // group]) * scale[n, k // group]``; padding lanes are 0.  With ``scale`` None and
+    ``zero`` set, ``code - zero`` (passes/defer_group_scale.py moves the scale after the product).
+    ``tile_group``: the reduction tile lies within one group (proved by that pass), so zero points are
+    one per row per tile.
     """
 
     tensor: str
@@ -155,6 +158,22 @@ class QuantLoad:
     scale: str | None
     zero: str | None
     group: Expr | None
+    type: TileType
+    span: Span
+    tile_group: bool = False
+
+
+@dataclass(frozen=True)
+class GroupScale:
+    """The group scales of one reduction tile that lies within one group: ``scale[n, (t * BLOCK) // group]``
+    for reduction tile ``tile`` (f32, one per row ``n``); placed after a product by
+    passes/defer_group_scale.py.  ``quant`` names the packed tensor the scales belong to."""
+
+    tensor: str
+    quant: str
+    index: tuple[Index, ...]  # (row index,)
+    tile: str
+    group: Expr
     type: TileType
     span: Span
 
@@ -292,8 +311,8 @@ class Trans:
 
 
 Expr = (
-    Const | ScalarArg | DimValue | Var | Load | QuantLoad | TilePositions | Unary | Binary | Compare | Where
-    | Math | Cast | Reduce | Dot | ScaledDot | Full | View | Trans
+    Const | ScalarArg | DimValue | Var | Load | QuantLoad | GroupScale | TilePositions | Unary | Binary | Compare
+    | Where | Math | Cast | Reduce | Dot | ScaledDot | Full | View | Trans
 )
 
 # ----------------------------------------------------------------------------
@@ -400,6 +419,8 @@ def children(expr: Expr) -> tuple[Expr, ...]:
         return index_exprs(expr.index)
     if isinstance(expr, QuantLoad):
         return index_exprs(expr.index) + ((expr.group,) if expr.group is not None else ())
+    if isinstance(expr, GroupScale):
+        return (*index_exprs(expr.index), expr.group)
     return ()
 
 

@@ -139,7 +139,7 @@ class _Analysis:
 
     # ------------------------------------------------------------ expressions
     def expr(self, e: ir.Expr, env: PadEnv) -> ir.Expr:
-        if isinstance(e, (ir.Load, ir.QuantLoad)):
+        if isinstance(e, (ir.Load, ir.QuantLoad, ir.GroupScale)):
             return replace(e, index=self.index(e.index, e.tensor))
         if isinstance(e, (ir.Unary, ir.Cast, ir.View, ir.Trans)):
             return replace(e, operand=self.expr(e.operand, env))
@@ -174,7 +174,7 @@ class _Analysis:
             return e.value
         if axis not in e.type.axes:
             return None  # e is broadcast along axis: it holds its ordinary (unknown) values there
-        if isinstance(e, (ir.Load, ir.QuantLoad)):
+        if isinstance(e, (ir.Load, ir.QuantLoad, ir.GroupScale)):
             return 0  # masked loads fill with 0 (a dequantising load zeroes its padding lanes too)
         if isinstance(e, ir.Var):
             return env.get(e.name, {}).get(axis)

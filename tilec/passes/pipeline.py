@@ -3,12 +3,14 @@
 Order matters and is fixed here, in one place:
 
 1. tiling           blocks for every tile variable and whole-axis dimension (validated)
-2. fuse_dot_acc     ``acc += a @ b`` -> one product with accumulator
-3. block_scaled_dot (arch >= 100 only) products of two MX tiles -> ``tl.dot_scaled``
-4. split_k          (schedule.split_k > 1) the reduction loop shared by that many programs per tile
-5. interpreter_workarounds   (target "cpu" only) exactness fixes for Triton's interpreter
-6. masks            bounds masks and padding guards that the facts cannot prove away
-7. verify           structural invariants, so code generation may assume them
+2. defer_group_scale   integer group scales applied to each K tile's product (when the tile lies
+                       within one group)
+3. fuse_dot_acc     ``acc += a @ b`` -> one product with accumulator
+4. block_scaled_dot (arch >= 100 only) products of two MX tiles -> ``tl.dot_scaled``
+5. split_k          (schedule.split_k > 1) the reduction loop shared by that many programs per tile
+6. interpreter_workarounds   (target "cpu" only) exactness fixes for Triton's interpreter
+7. masks            bounds masks and padding guards that the facts cannot prove away
+8. verify           structural invariants, so code generation may assume them
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tilec.ir import nodes as ir
 from tilec.ir.schedule import Schedule
 from tilec.ir.verify import verify
 from tilec.passes.block_scaled_dot import NATIVE_SCALED_DOT_ARCH, block_scaled_dot
+from tilec.passes.defer_group_scale import defer_group_scale
 from tilec.passes.fuse_dot_acc import fuse_dot_acc
 from tilec.passes.interpreter_workarounds import interpreter_workarounds
 from tilec.passes.masks import Facts, elide_masks, facts_for
@@ -67,10 +70,13 @@ def full_blocks_for(kernel: ir.Kernel, dim_values: Mapping[str, int]) -> dict[st
 
 
 def lower(kernel: ir.Kernel, schedule: Schedule, dim_values: Mapping[str, int] | None, target: str,
-          arch: int | None = None) -> Lowered:
+          arch: int | None = None, scalar_pow2: Mapping[str, int] | None = None) -> Lowered:
     """Run the passes; ``dim_values`` None compiles a generic kernel (every mask kept).  ``arch`` (the GPU's
-    compute capability, 100 = sm_100) selects arch-specific lowerings; None: what every GPU can run."""
+    compute capability, 100 = sm_100) selects arch-specific lowerings; None: what every GPU can run.
+    ``scalar_pow2``: powers of two that integer scalars (group sizes) are known to be multiples of
+    (passes/defer_group_scale)."""
     k = tile(kernel, schedule, full_blocks_for(kernel, dim_values or {}))
+    k = defer_group_scale(k, scalar_pow2 or {}, schedule.num_warps)
     k = fuse_dot_acc(k)
     if arch is not None and arch >= NATIVE_SCALED_DOT_ARCH:
         k = block_scaled_dot(k)

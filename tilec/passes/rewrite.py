@@ -60,4 +60,6 @@ def rewrite(e: ir.Expr, fn: Rewrite) -> ir.Expr:
     elif isinstance(e, ir.QuantLoad):
         group = rewrite(e.group, fn) if e.group is not None else None
         e = replace(e, index=_index(e.index, fn), group=group)
+    elif isinstance(e, ir.GroupScale):
+        e = replace(e, index=_index(e.index, fn), group=rewrite(e.group, fn))
     return fn(e)

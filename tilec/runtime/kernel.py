@@ -21,6 +21,7 @@ from tilec.ir import nodes as ir
 from tilec.ir.build import build_kernel
 from tilec.ir.schedule import Schedule
 from tilec.ir.signature import analyze_signature
+from tilec.passes.defer_group_scale import group_scalars, scalar_facts
 from tilec.passes.pipeline import Lowered, lower
 from tilec.runtime import args as argbind
 from tilec.runtime.schedule import Overrides, default_schedule, merge, overrides
@@ -89,6 +90,7 @@ class Kernel:
         self._pinned: Overrides = overrides(schedule)
         self._compiled: dict[tuple[object, ...], Compiled] = {}
         self._launch_cache: dict[tuple[object, ...], Compiled] = {}  # cheap per-call key -> Compiled
+        self._group_scalars = group_scalars(checked)  # scalars whose divisibility a specialisation may use
 
     def __repr__(self) -> str:
         params = ", ".join(p.name for p in self.signature.params)
@@ -117,13 +119,15 @@ class Kernel:
     def specialize(self, dims: Mapping[str, int] | None, dtypes: Mapping[str, dt.DType] | None = None, *,
                    target: str = "cuda", schedule: Schedule | Mapping[str, object] | None = None,
                    unit_strides: frozenset[tuple[str, int]] | None = None, int64: bool = False,
-                   arch: int | None = None) -> Compiled:
+                   arch: int | None = None, scalars: Mapping[str, object] | None = None) -> Compiled:
         """Compile for concrete sizes (``dims``), or generically (``dims=None``: every mask kept).
 
         ``unit_strides`` defaults to contiguous tensors (last axis stride 1).  ``arch`` is the GPU's compute
         capability as one number (90: sm_90, 100: sm_100); passes that depend on it (block-scaled products
         become ``tl.dot_scaled`` from 100 on) read it, whatever the target: target "cpu" with ``arch=100``
         runs the sm_100 lowering in Triton's interpreter.  None: the lowering every GPU can run.
+        ``scalars``: launch values of scalar arguments; only the power-of-two divisibility of group sizes
+        is used (and keyed on).
         """
         kir = self.ir(dtypes)
         sizes = dict(dims) if dims is not None else {d: 1024 for d in self.signature.dims}
@@ -131,17 +135,18 @@ class Kernel:
         chosen = merge(merge(default_schedule(kir, sizes, target, arch), self._pinned), overrides(schedule))
         if unit_strides is None:
             unit_strides = frozenset((p.name, len(p.dims) - 1) for p in kir.tensors)
+        pow2 = scalar_facts(self._group_scalars, scalars or {})
         key = (target, arch, tuple(kir.type_bindings), chosen.key(), _facts_key(kir, chosen, dims), unit_strides,
-               int64)
+               int64, pow2)
         compiled = self._compiled.get(key)
         if compiled is None:
-            lowered = lower(kir, chosen, dims, target, arch)
+            lowered = lower(kir, chosen, dims, target, arch, dict(pow2))
             generated = emit(lowered.kernel, chosen, lowered.facts, unit_strides=unit_strides, int64=int64,
                              target=target)
 
             def respecialize(new_arch: int, strides: frozenset[tuple[str, int]] = unit_strides) -> Compiled:
                 return self.specialize(dims, dtypes, target=target, schedule=schedule, unit_strides=strides,
-                                       int64=int64, arch=new_arch)
+                                       int64=int64, arch=new_arch, scalars=scalars)
 
             compiled = self._compiled[key] = Compiled(lowered, generated, chosen, target, arch,
                                                       _respecialize=respecialize)
@@ -177,12 +182,13 @@ class Kernel:
                     for name, t in bound.tensors.items())
         arch = device_arch(bound.device) if bound.target == "cuda" else None
         # Everything the schedule rule and the facts depend on; repeated shapes skip sympy entirely.
+        pow2 = scalar_facts(self._group_scalars, bound.scalars) if self._group_scalars else ()
         fast_key = (bound.target, arch, tuple(bound.dims.items()), tuple(bound.dtypes.items()), unit, int64,
-                    repr(sorted(overrides(schedule).items())), repr(sorted(self._pinned.items())))
+                    repr(sorted(overrides(schedule).items())), repr(sorted(self._pinned.items())), pow2)
         compiled = self._launch_cache.get(fast_key)
         if compiled is None:
             compiled = self.specialize(bound.dims, bound.dtypes, target=bound.target, schedule=schedule,
-                                       unit_strides=unit, int64=int64, arch=arch)
+                                       unit_strides=unit, int64=int64, arch=arch, scalars=bound.scalars)
             self._launch_cache[fast_key] = compiled
         return compiled
 

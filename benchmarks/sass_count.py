@@ -1,0 +1,81 @@
+"""Static W4A16 main-loop figures, counted from the sm_90 cubin (design.md §7, last row; no GPU needed).
+
+    python benchmarks/sass_count.py
+
+For examples/w4a16.tile (uint4, group 128, f16) at the decode tile (16 x 128 x 128, 4 warps) and the
+prefill tile (128 x 128 x 128, 4 and 8 warps), and for a plain f16 GEMM with the same [N, K] weight layout
+as the yardstick: SASS instructions in the main loop per packed 32-bit weight word one thread consumes per
+iteration (the f16 GEMM is counted per 8 weights, the same denominator), registers, spill bytes, STS
+(registers written to shared memory in the loop: a round trip of dequantised data; a plain GEMM has none),
+tensor-core instructions and global-load bytes per thread per iteration.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import tilec
+from tilec.codegen.aot import compile_for_gpu
+from tilec.codegen.sass import main_loop_stats
+from tilec.ir import dtypes as dt
+
+ROOT = Path(__file__).resolve().parent.parent
+F16_GEMM = """
+def gemm(x: Tensor[M, K, T], w: Tensor[N, K, T], out: Tensor[M, N, T]):
+    for m, n in tiles(M, N):
+        acc = zeros([m, n], f32)
+        for k in tiles(K):
+            acc += x[m, k] @ w[n, k].T
+        out[m, n] = acc.to(T)
+"""
+TILES = {  # name -> (BLOCK_M, BLOCK_N, BLOCK_K, warps)
+    "decode": (16, 128, 128, 4),
+    "prefill-4w": (128, 128, 128, 4),
+    "prefill-8w": (128, 128, 128, 8),
+}
+
+
+def measure(kernel: tilec.Kernel, tile: tuple[int, int, int, int], bits: int, target: str = "sm_90") -> dict:
+    bm, bn, bk, warps = tile
+    dims = {"M": 4 * bm, "N": 8192, "K": 8192, "G": 8192 // 128}
+    compiled = kernel.specialize(dims, {"T": dt.f16}, target="cuda",
+                                 schedule={"m": bm, "n": bn, "k": bk, "num_warps": warps}, scalars={"group": 128})
+    art = compile_for_gpu(compiled, target, dims)
+    stats = main_loop_stats(art.asm["cubin"])
+    report = art.ptxas()
+    words = bn * bk * 4 / 32 / (32 * warps)  # words of 8 weights (4-bit) one thread consumes per iteration
+    return {
+        "instr/word": stats.instructions / words,
+        "loop instrs": stats.instructions,
+        "regs": report.registers,
+        "spill B": report.spill_stores + report.spill_loads,
+        "STS": stats.shared_stores,
+        "STS B/thr": stats.shared_store_bytes,
+        "LDS": stats.shared_loads,
+        "LDL/STL": stats.local_accesses,
+        "MMA": stats.tensor_core,
+        "LDG B/thr": stats.global_load_bytes,
+        "smem KB": art.shared_bytes // 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", default="sm_90")
+    args = parser.parse_args()
+    kernels = {
+        "w4a16 g128": (tilec.compile(ROOT / "examples" / "w4a16.tile").kernels["w4a16_linear"], 4),
+        "f16 gemm": (tilec.compile(F16_GEMM, name="f16_gemm.tile").gemm, 16),
+    }
+    rows = [(name, tile, measure(k, TILES[tile], bits, args.target)) for name, (k, bits) in kernels.items()
+            for tile in TILES]
+    cols = list(rows[0][2])
+    print(f"{'kernel':<12} {'tile':<11} " + " ".join(f"{c:>11}" for c in cols))
+    for name, tile, row in rows:
+        cells = [f"{v:11.1f}" if isinstance(v, float) else f"{v:>11}" for v in row.values()]
+        print(f"{name:<12} {tile:<11} " + " ".join(cells))
+
+
+if __name__ == "__main__":
+    main()

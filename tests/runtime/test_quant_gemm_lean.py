@@ -1,0 +1,72 @@
+"""The lean W4A16 loop in the interpreter: group scale after each K tile's product, and for whole-word
+widths at f16 the magic-number unpack (1024 + code in each 16-bit lane, no int-to-float conversion).
+
+Same checks as test_quant_gemm.py (float64 reference with the dequantised weight, outputs poisoned with
+NaN, N and K multiples of no tile size, the same tolerances), at groups that are multiples of the K block,
+so the deferred path is the one that runs (asserted on the generated source).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tilec
+from tests.runtime.test_quant_gemm import WIDTHS, kernel
+
+DEFERRED = {"m": 16, "n": 32, "k": 64}  # 4 products per thread: the scale follows the product
+PER_WEIGHT = {"m": 64, "n": 64, "k": 64, "num_warps": 1}  # 128 per thread: one scale per row, per weight
+
+
+def run(k: tilec.Kernel, qt: tilec.QTensor, x: torch.Tensor, group: int,
+        schedule: dict[str, int] = DEFERRED) -> tuple[torch.Tensor, str]:
+    n = qt.shape[0]
+    out = torch.full((x.shape[0], n), float("nan"), dtype=x.dtype)
+    args = [x, qt, qt.scales] + ([] if qt.zeros is None else [qt.zeros]) + [out, group]
+    k(*args, schedule=schedule)
+    return out, k.triton_code(*args, schedule=schedule)
+
+
+@pytest.mark.parametrize("fmt", WIDTHS)
+@pytest.mark.parametrize("group", [64, 128])
+@pytest.mark.parametrize("schedule", [DEFERRED, PER_WEIGHT], ids=["deferred", "per_weight"])
+def test_tile_group_paths_match_the_dequantised_product(fmt: str, group: int, schedule: dict[str, int]) -> None:
+    k = kernel(fmt)
+    bits = int(fmt[-1])
+    gen = torch.Generator().manual_seed(100 * bits + group + fmt.startswith("int"))
+    n, kk = 65, 200  # the last K tile and the last group are partial
+    qt = tilec.quantize(torch.randn(n, kk, generator=gen), fmt, group_size=group)
+    w = qt.dequantize().double()
+    for m in (1, 7, 33):
+        x = torch.randn(m, kk, generator=gen).half()
+        out, source = run(k, qt, x, group, schedule)
+        ref = x.double() @ w.T
+        err = ((out.double() - ref).abs().max() / ref.abs().max()).item()
+        assert err <= 2 * 2.0**-10, f"{fmt} g{group} M={m}: {err:.3e}"
+    assert (")) * scale_w)" in source) == (schedule is DEFERRED)  # the scale follows the product
+    assert "scale_w[:, None]" in source or schedule is DEFERRED  # else one scale per row
+    assert (".to(tl.uint16).to(tl.float16, bitcast=True)" in source) == (32 % bits == 0)  # magic unpack: whole words
+
+
+@pytest.mark.parametrize("fmt", ["uint4", "int4", "uint3"])
+def test_bf16_defers_the_scale_without_the_f16_magic(fmt: str) -> None:
+    k = kernel(fmt)
+    gen = torch.Generator().manual_seed(7)
+    qt = tilec.quantize(torch.randn(65, 200, generator=gen), fmt, group_size=64, scale_dtype=torch.bfloat16)
+    w = qt.dequantize().double()
+    x = torch.randn(7, 200, generator=gen).to(torch.bfloat16)
+    out, source = run(k, qt, x, 64)
+    ref = x.double() @ w.T
+    assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-7
+    assert "* scale_w)" in source and ".to(tl.float16, bitcast=True)" not in source
+
+
+def test_unaligned_group_keeps_the_per_weight_scale() -> None:
+    k = kernel("uint4")
+    gen = torch.Generator().manual_seed(8)
+    qt = tilec.quantize(torch.randn(65, 200, generator=gen), "uint4", group_size=32)
+    x = torch.randn(7, 200, generator=gen).half()
+    out, source = run(k, qt, x, 32)
+    ref = x.double() @ qt.dequantize().double().T
+    assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
+    assert "* scale_w)" not in source and "(w_codes.to(tl.float32) - zero_w) * scale_w" in source
