@@ -28,6 +28,19 @@ def test_compile_with_shapes_dtypes_schedule_and_output(tmp_path: Path) -> None:
     assert "T=bf16" in code and "BLOCK_M=2" in code and "mask_full_N" not in code
 
 
+def test_compile_specialises_on_group_sizes_and_split_k(capsys: pytest.CaptureFixture[str]) -> None:
+    """--scalar group=128 lets the W4A16 loop apply the group scale after each K tile's product (the
+    example's own group, 64, is the default); --schedule split_k=4 shows the decode path."""
+    base = ["compile", str(EXAMPLES / "w4a16.tile"), "--shape", "M=1,N=4096,K=4096,G=32"]
+    assert main([*base, "--scalar", "group=128", "--schedule", "m=16,n=64,k=128,split_k=4"]) == 0
+    out = capsys.readouterr().out
+    assert "tl.dot(x_mk, tl.trans(w_nk)) * scale_w" in out and "tl.atomic_add(" in out
+    assert main([*base, "--scalar", "group=96", "--schedule", "m=16,n=64,k=128"]) == 0  # 128 does not divide 96
+    assert "* scale_w)" not in capsys.readouterr().out
+    assert main([*base, "--scalar", "grp=128"]) == 2
+    assert "no scalar parameter 'grp'" in capsys.readouterr().err
+
+
 @pytest.mark.aot
 def test_compile_emits_ttgir_for_sm90(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compile", str(EXAMPLES / "gemm_epilogue.tile"), "--emit", "ttgir", "--target", "sm_90"]) == 0

@@ -60,10 +60,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
     kernel = module.kernels[name]
     dims: dict[str, int] = {}
     dtypes: dict[str, dt.DType] = {}
+    scalars: dict[str, object] = {}
     example = next((e for e in module.examples if e.kernel == name), None)
     if example is not None:
-        dims, dtypes, _ = example_values(kernel, example)
+        dims, dtypes, scalars = example_values(kernel, example)
     dims.update(_ints(args.shape, "shape"))
+    declared = [p.name for p in kernel.signature.params if p.kind == "scalar"]
+    for key, number in _ints(args.scalar, "scalar").items():  # group sizes specialise the code (lean W4A16 loop)
+        if key not in declared:
+            raise TilecError(f"--scalar {key}: {name} has no scalar parameter '{key}'",
+                             hint="scalars: " + (", ".join(declared) or "none"))
+        scalars[key] = number
     for key, value in _pairs(args.dtype, "dtype").items():
         if value not in dt.DTYPES:
             raise TilecError(f"--dtype {key}={value}: unknown dtype", hint="dtypes: " + ", ".join(dt.DTYPES))
@@ -73,7 +80,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     arch = TARGETS.get(target)  # the Triton shown for sm_100 is its lowering (tl.dot_scaled for MX products)
     compiled = kernel.specialize(dims or None, dtypes, target="cpu" if target == "cpu" else "cuda",
-                                 schedule=_ints(args.schedule, "schedule") or None, arch=arch)
+                                 schedule=_ints(args.schedule, "schedule") or None, arch=arch, scalars=scalars)
     if args.emit == "triton":
         text = compiled.source
     else:
@@ -157,7 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--target", choices=["cpu", "sm_80", "sm_90", "sm_100"])
     p.add_argument("--shape", help="dimension sizes, e.g. M=37,N=65,K=70 (default: the spec's example)")
     p.add_argument("--dtype", help="dtype variables, e.g. T=bf16")
-    p.add_argument("--schedule", help="block sizes and launch options, e.g. m=64,n=64,k=32,num_warps=4")
+    p.add_argument("--schedule", help="block sizes and launch options, e.g. m=64,n=64,k=32,num_warps=4,split_k=4")
+    p.add_argument("--scalar", help="integer scalar arguments the code may specialise on, e.g. group=128 "
+                                    "(default: the spec's example)")
     p.add_argument("-o", "--output")
     p.set_defaults(func=cmd_compile)
     r = sub.add_parser("run", help="run each example of the specs on random inputs and check it")
