@@ -96,6 +96,33 @@ def test_default_rule_splits_small_m_only() -> None:
     assert default_schedule(soft, {"M": 1, "N": 8192}, "cuda").split_k == 1
 
 
+@pytest.mark.parametrize("group,tile,warps", [(128, (16, 128, 128), 4), (64, (16, 128, 64), 4),
+                                               (32, (16, 128, 32), 4), (96, (16, 128, 32), 4),
+                                               (48, (16, 64, 64), 8)])
+def test_default_decode_tile_of_quantised_products(group: int, tile: tuple[int, int, int], warps: int) -> None:
+    """The K block divides the group where it can (so the scale follows each K tile's product); a group
+    with no power-of-two factor of 32 (48 = 16 x 3) keeps the per-weight scale on the tile that does not
+    spill."""
+    k = tilec.compile(EXAMPLES_DIR / "w4a16.tile").w4a16_linear
+    dims = {"M": 1, "N": 8192, "K": 8192, "G": -(-8192 // group)}
+    compiled = k.specialize(dims, {"T": dt.f16}, target="cuda", scalars={"group": group})
+    blocks = compiled.schedule.blocks
+    assert (blocks["m"], blocks["n"], blocks["k"]) == tile and compiled.schedule.num_warps == warps
+    assert compiled.schedule.split_k > 1
+    assert ("* scale_w)" in compiled.source) == (group != 48)
+
+
+@pytest.mark.aot
+@pytest.mark.parametrize("group", [32, 48, 128])
+def test_default_decode_tiles_do_not_spill(group: int) -> None:
+    k = tilec.compile(EXAMPLES_DIR / "w4a16.tile").w4a16_linear
+    dims = {"M": 1, "N": 8192, "K": 8192, "G": -(-8192 // group)}
+    compiled = k.specialize(dims, {"T": dt.f16}, target="cuda", scalars={"group": group})
+    for target in ("sm_80", "sm_90"):
+        report = compile_for_gpu(compiled, target, dims).ptxas()
+        assert report.spill_stores == 0 and report.spill_loads == 0, (target, report.text)
+
+
 @pytest.mark.aot
 @pytest.mark.parametrize("target", ["sm_80", "sm_90"])
 @pytest.mark.parametrize("example,kernel", [("gemm_epilogue", "gemm_bias_gelu_residual"), ("w4a16", "w4a16_linear")])
@@ -104,8 +131,11 @@ def test_decode_split_compiles_with_tensor_cores_and_no_spills(example: str, ker
     k = tilec.compile(EXAMPLES_DIR / f"{example}.tile").kernels[kernel]
     dims = {"M": 1, "N": 8192, "K": 8192, "G": 64}
     dims = {d: v for d, v in dims.items() if d in k.signature.dims}
-    compiled = k.specialize(dims, {"T": dt.f16}, target="cuda")
+    scalars = {"group": 128} if example == "w4a16" else None
+    compiled = k.specialize(dims, {"T": dt.f16}, target="cuda", scalars=scalars)  # w4a16: the lean loop's path
     assert compiled.schedule.split_k > 1
+    if example == "w4a16":
+        assert "* scale_w)" in compiled.source  # the group scale follows each K tile's product
     art = compile_for_gpu(compiled, target, dims)
     assert "mma.sync" in art.asm["ptx"]  # M = 16 tiles: mma on both targets (wgmma needs 64 rows)
     assert "atom.global.gpu.acq_rel.add" in art.asm["ptx"]

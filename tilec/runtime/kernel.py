@@ -132,10 +132,11 @@ class Kernel:
         kir = self.ir(dtypes)
         sizes = dict(dims) if dims is not None else {d: 1024 for d in self.signature.dims}
         # default rule, then what the kernel pins, then what this call pins
-        chosen = merge(merge(default_schedule(kir, sizes, target, arch), self._pinned), overrides(schedule))
+        pow2 = scalar_facts(self._group_scalars, scalars or {})
+        chosen = merge(merge(default_schedule(kir, sizes, target, arch, dict(pow2)), self._pinned),
+                       overrides(schedule))
         if unit_strides is None:
             unit_strides = frozenset((p.name, len(p.dims) - 1) for p in kir.tensors)
-        pow2 = scalar_facts(self._group_scalars, scalars or {})
         key = (target, arch, tuple(kir.type_bindings), chosen.key(), _facts_key(kir, chosen, dims), unit_strides,
                int64, pow2)
         compiled = self._compiled.get(key)

@@ -59,10 +59,11 @@ def scaled_rows(kernel: ir.Kernel) -> set[str]:
 
 
 def default_schedule(kernel: ir.Kernel, dim_values: Mapping[str, int], target: str,
-                     arch: int | None = None) -> Schedule:
+                     arch: int | None = None, group_pow2: Mapping[str, int] | None = None) -> Schedule:
     """``arch`` >= 100: block-scaled products get 128 rows along M where M allows, the only row count for
     which Triton emits the native block-scaled MMA (probed, Triton 3.9: 64 rows fall back to an upcast
-    f16-kind MMA, 16 rows to mma.sync bf16)."""
+    f16-kind MMA, 16 rows to mma.sync bf16).  ``group_pow2``: the power of two each group-size scalar is
+    known to be a multiple of (the specialisation's facts), for the decode tile of quantised products."""
     in_dot = dot_tiles(kernel)
     if arch is not None and arch >= NATIVE_SCALED_DOT_ARCH:
         for name in scaled_rows(kernel):
@@ -86,10 +87,56 @@ def default_schedule(kernel: ir.Kernel, dim_values: Mapping[str, int], target: s
     for tv in kernel.body.tiles:
         elements *= blocks[tv.name]
     warps = 8 if elements * row_elems >= 128 * 128 else 4
+    decode_warps = _quantised_decode(kernel, blocks, dim_values, group_pow2 or {})
+    warps = decode_warps or warps
     split = _split_k(kernel, blocks, dim_values) if target != "cpu" else 1
-    if split > 1:  # the decode path: 8 warps keep the dequantised weight tile of a 16-row product spill-free
-        warps = 8  # (W4A16 16x64x64: 4 warps need 255 registers and spill on sm_80; 8 warps need ~200)
     return Schedule(blocks=blocks, num_warps=warps, num_stages=3 if in_dot else 2, group_m=8, split_k=split)
+
+
+def _quantised_decode(kernel: ir.Kernel, blocks: dict[str, int], dim_values: Mapping[str, int],
+                      group_pow2: Mapping[str, int]) -> int | None:
+    """The decode tile (M <= 16) of a product with a dequantised weight operand; sets its blocks and returns
+    the warps (None: no such product).  Measured from sm_90/sm_80 cubins (tilec/codegen/sass.py, W4A16 g128,
+    N = K = 8192): when the group scale can follow each K tile's product (the K block divides the group:
+    passes/defer_group_scale.py), 16 x 128 x 128 with 4 warps is the leanest spill-free tile (about 36
+    instructions per packed word; 16 x 64 x 64 takes 55), with the K block at most the group's power-of-two
+    factor; otherwise (the scale per weight) 16 x 64 x 64 with 8 warps is the one that does not spill on
+    sm_80."""
+    for m, n, k, group, min_k in _packed_products(kernel):
+        size_m = int(kernel.tile_vars()[m].extent.subs({s: dim_values.get(s.name, 1)
+                                                        for s in kernel.tile_vars()[m].extent.free_symbols}))
+        if size_m > 16:
+            continue
+        g2 = group_pow2.get(group.name, 0) if isinstance(group, ir.ScalarArg) else (
+            int(group.value) & -int(group.value) if isinstance(group, ir.Const) and int(group.value) > 0 else 0)
+        blocks[m] = 16
+        if g2 >= max(min_k, 32):  # group 32 too: 16 x 128 x 32 takes 59 (the per-weight path 160-200)
+            blocks[n], blocks[k] = 128, min(128, g2)
+            return 4
+        blocks[n], blocks[k] = 64, max(min_k, 64)
+        return 8
+    return None
+
+
+def _packed_products(kernel: ir.Kernel) -> list[tuple[str, str, str, ir.Expr | None, int]]:
+    """(m, n, k tile variables, group, smallest K block) of every ``x[m, k] @ dequantize(w[n, k], ...).T``."""
+    found = []
+    for stmt in ir.walk_stmts(kernel.body.body):
+        if not isinstance(stmt, (ir.Assign, ir.Store)):
+            continue
+        for e in ir.walk_exprs(stmt.value):
+            if not isinstance(e, ir.Dot):
+                continue
+            load = e.b
+            while isinstance(load, (ir.Trans, ir.Cast)):
+                load = load.operand
+            if not isinstance(load, ir.QuantLoad) or not isinstance(load.index[0], ir.TileIndex):
+                continue
+            m, k = e.a.type.axes
+            if m.kind == "tile" and k.kind == "tile":
+                min_k = 32 if e.a.type.dtype.bits == 8 else 16
+                found.append((m.name, load.index[0].tile, k.name, load.group, min_k))
+    return found
 
 
 GPU_SMS = 132  # an H100 / H200; the autotuner (its own issue) will measure instead of assuming
