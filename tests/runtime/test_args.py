@@ -125,3 +125,33 @@ def test_group_scales_must_cover_k_in_groups_of_group() -> None:
     with pytest.raises(tilec.ArgumentError, match="'s2' has 2 group columns"):
         w4a8(torch.zeros(2, 200, dtype=torch.int8), q2, q2.scales, q2.zeros, torch.ones(2), q2.channel_scales,
              out, 64)
+
+
+GROUP_EXPR = """
+def wq(x: Tensor[M, K, f16], w: Tensor[N, K, uint4], scale: Tensor[N, G, f16], zero: Tensor[N, G, u8],
+       out: Tensor[M, N, f16], half_group: i32):
+    for m, n in tiles(M, N):
+        acc = zeros([m, n], f32)
+        for k in tiles(K):
+            acc += x[m, k] @ dequantize(w[n, k], scale, zero, {group}).T
+        out[m, n] = acc.to(f16)
+"""
+
+
+@pytest.mark.parametrize("group,bad_scalar,size,needed,zero_scalar", [("half_group * 2", 16, 32, 7, 0),
+                                                                     ("K // 2 - half_group", 30, 70, 3, 100),
+                                                                     ("(half_group + 0)", 32, 32, 7, 0)])
+def test_group_expressions_are_checked_like_scalar_groups(group: str, bad_scalar: int, size: int, needed: int,
+                                                          zero_scalar: int) -> None:
+    """A group written as an expression of scalars and dimensions is evaluated at launch and checked too (it
+    used to go unchecked: scales with too few columns reached the kernel)."""
+    kernel = tilec.compile(GROUP_EXPR.format(group=group), name="wq.tile").wq
+    qt = tilec.quantize(torch.randn(8, 200), "uint4", group_size=64)  # 4 group columns
+    assert qt.zeros is not None
+    x, out = torch.randn(2, 200).half(), torch.full((2, 8), float("nan")).half()
+    with pytest.raises(tilec.ArgumentError, match=f"'scale' has 4 group columns, but K = 200 in groups of "
+                                                  f"{size} needs {needed}"):
+        kernel(x, qt, qt.scales.half(), qt.zeros, out, bad_scalar)
+    with pytest.raises(tilec.ArgumentError, match="must be positive, got 0"):
+        kernel(x, qt, qt.scales.half(), qt.zeros, out, zero_scalar)
+    assert torch.isnan(out).all()  # nothing launched

@@ -112,31 +112,36 @@ class GroupedLoad:
 
     packed: str
     aux: tuple[str, ...]  # the scale and zero tensors
-    group: str | int | None  # a scalar parameter, a literal, or None (an expression: not checked)
+    group: str | int | None  # a scalar parameter, a literal, or None (an expression: see ``expr``)
     block: int | None = None  # the format's fixed block (MX: 32, nvfp4: 16), which the group must equal
+    expr: ir.Expr | None = None  # any other group expression, evaluated at launch where it can be (_evaluate)
 
     @staticmethod
     def of(load: ir.QuantLoad, param: ir.PackedParam) -> GroupedLoad:
         group = load.group
         value = group.name if isinstance(group, ir.ScalarArg) else (
             int(group.value) if isinstance(group, ir.Const) else None)
+        expr = group if value is None else None
         return GroupedLoad(load.tensor, tuple(n for n in (load.scale, load.zero) if n is not None), value,
-                           param.fixed_block)
+                           param.fixed_block, expr)
 
 
 def check_groups(sig: Signature, loads: Sequence[GroupedLoad], bound: Bound) -> None:
     """Group scales that do not cover K in groups of ``group`` would be read out of bounds: reject them."""
     for load in loads:
         if load.group is None:
-            continue
-        group = load.group if isinstance(load.group, int) else int(bound.scalars[load.group])
+            found = _evaluate(load.expr, bound) if load.expr is not None else None
+            if found is None:
+                continue  # not a function of scalars and dimensions: not checked
+            group, span = found, load.expr.span if load.expr is not None else None
+        else:
+            group = load.group if isinstance(load.group, int) else int(bound.scalars[load.group])
+            span = sig.param(load.group).span if isinstance(load.group, str) else None
         if group < 1:
-            raise ArgumentError(f"the group size of '{load.packed}' must be positive, got {group}",
-                                sig.param(load.group).span if isinstance(load.group, str) else None)
+            raise ArgumentError(f"the group size of '{load.packed}' must be positive, got {group}", span)
         if load.block is not None and group != load.block:
             raise ArgumentError(f"'{load.packed}' is block-scaled in blocks of {load.block} (its format fixes "
-                                f"them), so its group must be {load.block}, not {group}",
-                                sig.param(load.group).span if isinstance(load.group, str) else None)
+                                f"them), so its group must be {load.block}, not {group}", span)
         k_dim = sig.param(load.packed).dims[1]
         k = k_dim if isinstance(k_dim, int) else bound.dims[k_dim]
         want = -(-k // group)
@@ -146,6 +151,38 @@ def check_groups(sig: Signature, loads: Sequence[GroupedLoad], bound: Bound) -> 
                 raise ArgumentError(f"'{aux}' has {cols} group columns, but K = {k} in groups of {group} needs "
                                     f"{want}", sig.param(aux).span,
                                     hint="pass the group size the weight was quantised with (QTensor.group_size)")
+
+
+def _evaluate(e: ir.Expr, bound: Bound) -> int | None:
+    """An integer group expression over scalars, dimensions and literals, with Triton's integer semantics
+    (``//`` and ``%`` truncate toward zero, as C does); None for anything else (a tile value, a float)."""
+    if isinstance(e, ir.Const):
+        return e.value if isinstance(e.value, int) and not isinstance(e.value, bool) else None
+    if isinstance(e, ir.ScalarArg):
+        value = bound.scalars.get(e.name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(e, ir.DimValue):
+        return bound.dims.get(e.name)
+    if isinstance(e, ir.Cast) and e.type.dtype.is_int:
+        return _evaluate(e.operand, bound)
+    if isinstance(e, ir.Unary) and e.op == "neg":
+        inner = _evaluate(e.operand, bound)
+        return None if inner is None else -inner
+    if isinstance(e, ir.Binary) and e.op in ("+", "-", "*", "//", "%"):
+        a, b = _evaluate(e.left, bound), _evaluate(e.right, bound)
+        if a is None or b is None:
+            return None
+        if e.op == "+":
+            return a + b
+        if e.op == "-":
+            return a - b
+        if e.op == "*":
+            return a * b
+        if b == 0:
+            return 0  # a division by zero in the kernel: rejected below as a group that is not positive
+        quotient = abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)
+        return quotient if e.op == "//" else a - b * quotient
+    return None
 
 
 def _bind_dims(name: str, declared: tuple[str | int, ...], shape: tuple[int, ...], dims: dict[str, int],
