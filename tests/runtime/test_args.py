@@ -155,3 +155,26 @@ def test_group_expressions_are_checked_like_scalar_groups(group: str, bad_scalar
     with pytest.raises(tilec.ArgumentError, match="must be positive, got 0"):
         kernel(x, qt, qt.scales.half(), qt.zeros, out, zero_scalar)
     assert torch.isnan(out).all()  # nothing launched
+
+
+def test_packed_words_must_cover_the_qtensors_shape() -> None:
+    """A QTensor whose words are too few (sliced, or packed at another width) would be read out of bounds."""
+    from dataclasses import replace
+
+    from tilec.ir.packing import PackedLayout
+
+    w4a16 = tilec.compile(EXAMPLES / "w4a16.tile").w4a16_linear
+    qt = tilec.quantize(torch.randn(8, 200), "uint4", group_size=64)  # 25 words per row
+    x, out = torch.randn(2, 200).half(), torch.full((2, 8), float("nan")).half()
+    bad = [(replace(qt, packed=(qt.packed[0][:, :20],)), r"needs \[8, 25\] packed words; got \[8, 20\]"),
+           (replace(qt, packed=(qt.packed[0][:4],)), r"needs \[8, 25\] packed words; got \[4, 25\]"),
+           (replace(qt, layout=PackedLayout(8)), "expects 4-bit codes, but its QTensor's layout packs 8")]
+    for weight, message in bad:
+        with pytest.raises(tilec.ArgumentError, match=message):
+            w4a16(x, weight, qt.scales.half(), qt.zeros, out, 64)
+    assert torch.isnan(out).all()  # nothing launched
+    padded = torch.zeros(8, 32, dtype=torch.int32)  # extra words past the stream are allowed (never read)
+    padded[:, :25] = qt.packed[0]
+    w4a16(x, replace(qt, packed=(padded,)), qt.scales.half(), qt.zeros, out, 64)
+    ref = x.double() @ qt.dequantize().double().T
+    assert ((out.double() - ref).abs().max() / ref.abs().max()).item() < 2e-3

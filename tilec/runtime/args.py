@@ -203,6 +203,7 @@ def _packed(name: str, fmt: str, value: Any, span: Any) -> tuple[Any, tuple[int,
     """A QTensor for a packed parameter: its words (int32 [rows, words], contiguous rows) and logical shape."""
     import torch
 
+    from tilec import formats
     from tilec.formats.qtensor import QTensor, scheme_of
 
     if not isinstance(value, QTensor):
@@ -218,6 +219,17 @@ def _packed(name: str, fmt: str, value: Any, span: Any) -> tuple[Any, tuple[int,
     words = value.packed[0]
     if words.dtype != torch.int32 or words.dim() != 2 or words.stride(1) != 1:
         raise ArgumentError(f"'{name}': packed words must be int32 [rows, words] with contiguous rows", span)
+    # The kernel addresses ceil(K * bits / 32) words in each of the logical shape's rows: fewer would be read
+    # out of bounds, codes of another width would be garbage.
+    bits = formats.get(fmt).bits
+    if value.layout.bits != bits:
+        raise ArgumentError(f"'{name}' expects {bits}-bit codes, but its QTensor's layout packs {value.layout.bits}",
+                            span)
+    rows, cols = value.shape
+    need = value.layout.words(cols)[0]
+    if words.shape[0] != rows or words.shape[1] < need:
+        raise ArgumentError(f"'{name}' is a [{rows}, {cols}] {fmt} QTensor, which needs [{rows}, {need}] packed "
+                            f"words; got {list(words.shape)}", span)
     return words, value.shape
 
 
