@@ -199,8 +199,10 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
     grid = 1
     for dim, block in abi.grid_tiles:
         grid *= -(-bound.dims[dim] // block)
-    if grid == 0 or any(t.numel() == 0 for t in bound.tensors.values()):
-        return  # an empty problem: nothing to compute
+    if grid == 0:
+        return  # no output tile: nothing to compute
+    # An empty input does not make the problem empty: K = 0 still gives every output tile its epilogue (a
+    # zero sum, plus bias, ...).  Its loads never run (zero trip counts) or are masked (empty whole axes).
     positional: list[Any] = []
     constexprs: dict[str, int] = {}
     device = next(iter(bound.tensors.values())).device
