@@ -154,3 +154,14 @@ def test_torch_compile_fullgraph_needs_no_eager_warm_up(variant: str, monkeypatc
     if variant in ("uint4", "nvfp4"):  # against float64 (the other variants also quantise x)
         ref = torch.nn.functional.silu(x.double() @ qw.dequantize().double().T + bias.double()) * 2.0
         assert ((got.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
+
+
+@pytest.mark.parametrize("fa,fw", [("mxfp8_e4m3", "mxfp4"), ("nvfp4", "nvfp4")])
+def test_block_scaled_activations_of_an_empty_batch(fa: str, fw: str) -> None:
+    """Zero tokens quantise (MX / nvfp4 reshapes used -1, which 0 rows leave ambiguous) and give [0, N]."""
+    qw = tilec.quantize(torch.randn(40, 70), fw)
+    qx = tilec.quantize(torch.randn(0, 70), fa)
+    assert qx.packed[0].shape[0] == 0 and qx.scales.shape == (0, -(-70 // (16 if fa == "nvfp4" else 32)))
+    assert qx.dequantize().shape == (0, 70)
+    out = tilec.ops.linear(qx, qw, out_dtype=torch.float16)
+    assert out.shape == (0, 40) and out.dtype == torch.float16
