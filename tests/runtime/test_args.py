@@ -178,3 +178,19 @@ def test_packed_words_must_cover_the_qtensors_shape() -> None:
     w4a16(x, replace(qt, packed=(padded,)), qt.scales.half(), qt.zeros, out, 64)
     ref = x.double() @ qt.dequantize().double().T
     assert ((out.double() - ref).abs().max() / ref.abs().max()).item() < 2e-3
+
+
+def test_the_group_must_be_the_one_the_weight_was_quantised_with() -> None:
+    """K = 200 in groups of 50 or of 64 both need 4 scale columns: the column check passes, every read is in
+    bounds, and the result was garbage (relative error 0.8).  The QTensor's group_size decides."""
+    w4a16 = tilec.compile(EXAMPLES / "w4a16.tile").w4a16_linear
+    qt = tilec.quantize(torch.randn(8, 200), "uint4", group_size=64)
+    x, out = torch.randn(2, 200).half(), torch.full((2, 8), float("nan")).half()
+    with pytest.raises(tilec.ArgumentError, match="'w' was quantised in groups of 64, but the kernel's group is 50"):
+        w4a16(x, qt, qt.scales.half(), qt.zeros, out, 50)
+    assert torch.isnan(out).all()
+    per_channel = tilec.quantize(torch.randn(8, 200), "uint4", group_size=None)
+    for group in (200, 256, 4096):  # every group size >= K is one group per row: the same codes
+        w4a16(x, per_channel, per_channel.scales.half(), per_channel.zeros, out, group)
+        ref = x.double() @ per_channel.dequantize().double().T
+        assert ((out.double() - ref).abs().max() / ref.abs().max()).item() < 2e-3

@@ -10,7 +10,7 @@ outputs that alias themselves (zero strides) and integer scalars out of range.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tilec.errors import ArgumentError
@@ -26,6 +26,7 @@ class Bound:
     dims: dict[str, int]
     dtypes: dict[str, dt.DType]  # dtype variable -> dtype
     device: Any  # torch.device
+    group_sizes: dict[str, int] = field(default_factory=dict)  # packed parameter -> its QTensor's group_size
 
     @property
     def target(self) -> str:
@@ -55,6 +56,7 @@ def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs
     dim_origin: dict[str, str] = {}
     dtypes: dict[str, dt.DType] = {}
     device = None
+    group_sizes: dict[str, int] = {}
     for p in sig.params:
         value = values[p.name]
         if p.kind == "scalar":
@@ -68,6 +70,8 @@ def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs
                 raise ArgumentError(f"'{p.name}' is on {words.device} but earlier tensors are on {device}", p.span)
             _bind_dims(p.name, p.dims, shape, dims, dim_origin, p.span)
             tensors[p.name] = words
+            if isinstance(values[p.name].group_size, int):
+                group_sizes[p.name] = values[p.name].group_size
             continue
         if not isinstance(value, torch.Tensor):
             raise ArgumentError(f"'{p.name}' must be a torch.Tensor, got {type(value).__name__}", p.span)
@@ -103,7 +107,7 @@ def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs
     for name, size in dims.items():
         if size >= 2**31:
             raise ArgumentError(f"dimension {name} = {size} exceeds the 32-bit size range")
-    return Bound(tensors, scalars, dims, dtypes, device)
+    return Bound(tensors, scalars, dims, dtypes, device, group_sizes)
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,13 @@ def check_groups(sig: Signature, loads: Sequence[GroupedLoad], bound: Bound) -> 
                 raise ArgumentError(f"'{aux}' has {cols} group columns, but K = {k} in groups of {group} needs "
                                     f"{want}", sig.param(aux).span,
                                     hint="pass the group size the weight was quantised with (QTensor.group_size)")
+        quantised = bound.group_sizes.get(load.packed)
+        # Another group size can give the same number of columns (K = 200: 50 and 64 both make 4) and then
+        # reads every scale in bounds but for the wrong codes; group sizes >= K all mean one group per row.
+        if quantised is not None and min(group, k) != min(quantised, k):
+            raise ArgumentError(f"'{load.packed}' was quantised in groups of {quantised}, but the kernel's group is "
+                                f"{group}", span, hint="pass the group size the weight was quantised with "
+                                                       "(QTensor.group_size)")
 
 
 def _evaluate(e: ir.Expr, bound: Bound) -> int | None:
