@@ -118,3 +118,50 @@ def test_block_scaled_linear_rejects_bad_arguments() -> None:
         tilec.ops.linear(tilec.quantize(torch.randn(2, 32), "mxfp8_e4m3"), qw, out_dtype=torch.float16)
     with pytest.raises(tilec.ArgumentError, match="out_dtype is for block-scaled"):
         tilec.ops.linear(torch.randn(2, 64).half(), qw, out_dtype=torch.float16)
+
+
+@pytest.mark.parametrize("variant", ["uint4", "nvfp4", "int8-activations", "w4a8", "nvfp4-activations"])
+def test_torch_compile_fullgraph_needs_no_eager_warm_up(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first call of a variant may be inside torch.compile(fullgraph=True, dynamic=True): the kernel is
+    compiled inside the torch op, not where dynamo traces (it used to fail there: the spec parser reads files),
+    and nvfp4's tensor scales reach the op as tensors (``float(tensor)`` cannot be traced)."""
+    import tilec.ops_act_quant
+    import tilec.ops_w4a8
+
+    for module, name in ((tilec.ops, "_KERNELS"), (tilec.ops, "_SCALED_KERNELS"),
+                         (tilec.ops_act_quant, "_KERNELS"), (tilec.ops_w4a8, "_KERNELS")):
+        monkeypatch.setattr(module, name, {})  # nothing compiled yet
+    torch._dynamo.reset()
+    gen = torch.Generator().manual_seed(5)
+    w = torch.randn(40, 64, generator=gen)
+    bias = torch.randn(40, generator=gen).half()
+    x = torch.randn(5, 64, generator=gen).half()
+    if variant == "uint4":
+        qw, kw = tilec.quantize(w, "uint4", group_size=32), {}
+    elif variant == "nvfp4":
+        qw, kw = tilec.quantize(w, "nvfp4"), {}
+    elif variant == "int8-activations":
+        qw, kw = tilec.quantize(w, "int8", group_size=None), {"activations": "int8"}
+    elif variant == "w4a8":
+        qw, kw = tilec.quantize(w, "uint4", group_size=32, two_level=True), {}
+    else:
+        qw, kw = tilec.quantize(w, "nvfp4"), {"out_dtype": torch.float16}
+        x = tilec.quantize(x.float(), "nvfp4")  # type: ignore[assignment]
+    compiled = torch.compile(lambda t: tilec.ops.linear(t, qw, bias, activation="silu", **kw) * 2.0,
+                             fullgraph=True, dynamic=True, backend="aot_eager")
+    got = compiled(x)
+    assert torch.equal(got, tilec.ops.linear(x, qw, bias, activation="silu", **kw) * 2.0)
+    if variant in ("uint4", "nvfp4"):  # against float64 (the other variants also quantise x)
+        ref = torch.nn.functional.silu(x.double() @ qw.dequantize().double().T + bias.double()) * 2.0
+        assert ((got.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
+
+
+@pytest.mark.parametrize("fa,fw", [("mxfp8_e4m3", "mxfp4"), ("nvfp4", "nvfp4")])
+def test_block_scaled_activations_of_an_empty_batch(fa: str, fw: str) -> None:
+    """Zero tokens quantise (MX / nvfp4 reshapes used -1, which 0 rows leave ambiguous) and give [0, N]."""
+    qw = tilec.quantize(torch.randn(40, 70), fw)
+    qx = tilec.quantize(torch.randn(0, 70), fa)
+    assert qx.packed[0].shape[0] == 0 and qx.scales.shape == (0, -(-70 // (16 if fa == "nvfp4" else 32)))
+    assert qx.dequantize().shape == (0, 70)
+    out = tilec.ops.linear(qx, qw, out_dtype=torch.float16)
+    assert out.shape == (0, 40) and out.dtype == torch.float16

@@ -45,12 +45,18 @@ _ACTIVATIONS = {None: "{}", "silu": "silu({})", "gelu": "gelu({})", "relu": "max
 _KERNELS: dict[tuple[str, bool, str | None], Kernel] = {}
 
 
-def _kernel(fmt: str, has_bias: bool, activation: str | None = None) -> Kernel:
+def _check(fmt: str, activation: str | None) -> None:
+    """The variant's names, checked without compiling anything (so torch.compile can trace the check: the
+    kernel itself is compiled inside the torch op, on its first real call)."""
     if not is_packed_format(fmt):  # the only text that reaches the spec: a validated format name
         raise ArgumentError(f"tilec.ops.linear supports uint1..uint8, int2..int8 and "
                             f"{', '.join(sorted(TABLE_DECODED))}, not '{fmt}'")
     if activation not in _ACTIVATIONS:
         raise ArgumentError(f"unknown activation '{activation}'", hint="one of: silu, gelu, relu, or None")
+
+
+def _kernel(fmt: str, has_bias: bool, activation: str | None = None) -> Kernel:
+    _check(fmt, activation)
     key = (fmt, has_bias, activation)
     if key not in _KERNELS:
         signed = not fmt.startswith("uint")  # signed ints and float formats take no zero points
@@ -73,23 +79,25 @@ def _kernel(fmt: str, has_bias: bool, activation: str | None = None) -> Kernel:
 @torch.library.custom_op("tilec::linear_packed", mutates_args=())
 def linear_packed(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
                   bias: torch.Tensor | None, format: str, group: int, in_features: int,  # noqa: A002
-                  tensor_scale: float = 1.0, activation: str | None = None) -> torch.Tensor:
-    """``act(x [M, K] @ W.T + bias)`` for ``W`` given as its packed words, group scales and (uintB) zero points."""
+                  tensor_scale: torch.Tensor | None = None, activation: str | None = None) -> torch.Tensor:
+    """``act(x [M, K] @ W.T + bias)`` for ``W`` given as its packed words, group scales and (uintB) zero points;
+    ``tensor_scale``: nvfp4's one-element fp32 tensor scale (a tensor, so torch.compile never has to read it)."""
     kernel = _kernel(format, bias is not None, activation)
     scheme = scheme_of(format)
     bits = int(kernel.ir().param("w").bits)  # type: ignore[union-attr]
     qt = QTensor(format, scheme, (words.shape[0], in_features), group, PackedLayout(bits), (words,), scales, zeros,
-                 torch.tensor(tensor_scale) if scheme == "nvfp4" else None)
+                 tensor_scale if scheme == "nvfp4" else None)
     out = torch.empty(x.shape[0], words.shape[0], dtype=x.dtype, device=x.device)
     args: list[Any] = [x, qt, scales] + ([zeros] if format.startswith("uint") else [])
-    kernel(*args, *([bias] if bias is not None else []), out, group, tensor_scale)
+    kernel(*args, *([bias] if bias is not None else []), out, group,
+           float(tensor_scale) if tensor_scale is not None else 1.0)
     return out
 
 
 @linear_packed.register_fake
 def _(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
       bias: torch.Tensor | None, format: str, group: int, in_features: int,  # noqa: A002
-      tensor_scale: float = 1.0, activation: str | None = None) -> torch.Tensor:
+      tensor_scale: torch.Tensor | None = None, activation: str | None = None) -> torch.Tensor:
     return x.new_empty(x.shape[0], words.shape[0])
 
 
@@ -134,12 +142,11 @@ def linear(x: torch.Tensor | QTensor, qweight: QTensor, bias: torch.Tensor | Non
     if activations is not None:
         out = linear_quantized_activations(rows, qweight, bias, activation, activations)
         return out.reshape(*x.shape[:-1], out_features)
-    _kernel(qweight.format, bias is not None, activation)  # validates the format and the activation early
+    _check(qweight.format, activation)  # validates the format and the activation early
     coded = qweight.scheme in ("mx", "nvfp4")  # scales are e8m0 / e4m3 codes, used as they are
     scales = qweight.scales if coded else qweight.scales.to(x.dtype)
-    tensor_scale = float(qweight.tensor_scale) if qweight.tensor_scale is not None else 1.0
     out = torch.ops.tilec.linear_packed(rows, qweight.packed[0], scales, qweight.zeros, bias, qweight.format,
-                                        qweight.group_size, in_features, tensor_scale, activation)
+                                        qweight.group_size, in_features, qweight.tensor_scale, activation)
     return out.reshape(*x.shape[:-1], out_features)
 
 
@@ -155,13 +162,18 @@ def linear(a: Tensor[M, K, {fa}], a_scale: Tensor[M, G, u8], w: Tensor[N, K, {fw
 _SCALED_KERNELS: dict[tuple[str, str, bool, str | None], Kernel] = {}
 
 
-def _scaled_kernel(fa: str, fw: str, has_bias: bool, activation: str | None) -> Kernel:
+def _check_scaled(fa: str, fw: str, activation: str | None) -> None:
+    """As :func:`_check`, for block-scaled activations."""
     schemes = (scheme_of(fa) if is_packed_format(fa) else None, scheme_of(fw) if is_packed_format(fw) else None)
     if schemes not in (("mx", "mx"), ("nvfp4", "nvfp4")):  # validated names only reach the spec
         raise ArgumentError(f"block-scaled activations need both operands MX (any mxfp*/mxint8) or both nvfp4, "
                             f"not {fa} x {fw}")
     if activation not in _ACTIVATIONS:
         raise ArgumentError(f"unknown activation '{activation}'", hint="one of: silu, gelu, relu, or None")
+
+
+def _scaled_kernel(fa: str, fw: str, has_bias: bool, activation: str | None) -> Kernel:
+    _check_scaled(fa, fw, activation)
     key = (fa, fw, has_bias, activation)
     if key not in _SCALED_KERNELS:
         scaled = "acc * tensor_scale" + (" + bias[n]" if has_bias else "")
@@ -175,9 +187,15 @@ def _scaled_kernel(fa: str, fw: str, has_bias: bool, activation: str | None) -> 
 @torch.library.custom_op("tilec::linear_block_scaled", mutates_args=())
 def linear_block_scaled(a_words: torch.Tensor, a_scales: torch.Tensor, w_words: torch.Tensor, w_scales: torch.Tensor,
                         bias: torch.Tensor | None, a_format: str, w_format: str, in_features: int,
-                        tensor_scale: float, activation: str | None, out_dtype: torch.dtype) -> torch.Tensor:
+                        tensor_scale: float, activation: str | None, out_dtype: torch.dtype,
+                        a_tensor_scale: torch.Tensor | None = None,
+                        w_tensor_scale: torch.Tensor | None = None) -> torch.Tensor:
     """``act((A @ W.T) * tensor_scale + bias)`` for block-scaled ``A`` [M, K] and ``W`` [N, K] given as their
-    packed words and scale codes (``tensor_scale``: the product of nvfp4's two tensor scales, else 1)."""
+    packed words and scale codes (``tensor_scale``: the product of nvfp4's two tensor scales, else 1; also
+    multiplied by ``a_tensor_scale`` and ``w_tensor_scale``, one-element tensors, read here rather than
+    where torch.compile traces)."""
+    for extra in (a_tensor_scale, w_tensor_scale):
+        tensor_scale *= float(extra) if extra is not None else 1.0
     kernel = _scaled_kernel(a_format, w_format, bias is not None, activation)
     operands: list[Any] = []
     for name, fmt, words, scales in (("a", a_format, a_words, a_scales), ("w", w_format, w_words, w_scales)):
@@ -195,7 +213,8 @@ def linear_block_scaled(a_words: torch.Tensor, a_scales: torch.Tensor, w_words: 
 @linear_block_scaled.register_fake
 def _(a_words: torch.Tensor, a_scales: torch.Tensor, w_words: torch.Tensor, w_scales: torch.Tensor,
       bias: torch.Tensor | None, a_format: str, w_format: str, in_features: int, tensor_scale: float,
-      activation: str | None, out_dtype: torch.dtype) -> torch.Tensor:
+      activation: str | None, out_dtype: torch.dtype, a_tensor_scale: torch.Tensor | None = None,
+      w_tensor_scale: torch.Tensor | None = None) -> torch.Tensor:
     return a_words.new_empty(a_words.shape[0], w_words.shape[0], dtype=out_dtype)
 
 
@@ -210,10 +229,7 @@ def _linear_block_scaled(x: QTensor, qweight: QTensor, bias: torch.Tensor | None
         raise ArgumentError(f"x has {x.shape[1]} features but the weight expects {in_features}")
     if bias is not None and (bias.shape != (out_features,) or bias.dtype != out_dtype):
         raise ArgumentError(f"bias must be [{out_features}] of {out_dtype}, got {tuple(bias.shape)} {bias.dtype}")
-    _scaled_kernel(x.format, qweight.format, bias is not None, activation)  # validates formats early
-    tensor_scale = 1.0
-    for t in (x, qweight):
-        tensor_scale *= float(t.tensor_scale) if t.tensor_scale is not None else 1.0
+    _check_scaled(x.format, qweight.format, activation)  # validates formats early
     return torch.ops.tilec.linear_block_scaled(x.packed[0], x.scales, qweight.packed[0], qweight.scales, bias,
-                                               x.format, qweight.format, in_features, tensor_scale, activation,
-                                               out_dtype)
+                                               x.format, qweight.format, in_features, 1.0, activation,
+                                               out_dtype, x.tensor_scale, qweight.tensor_scale)

@@ -26,7 +26,6 @@ import torch
 from tilec.api import compile as compile_spec
 from tilec.errors import ArgumentError
 from tilec.formats.qtensor import QTensor
-from tilec.ir.packing import PackedLayout
 from tilec.runtime.kernel import Kernel
 
 _SPEC = """
@@ -47,13 +46,20 @@ FORMATS: dict[str, tuple[str, str, torch.dtype, float]] = {
 _KERNELS: dict[tuple[str, bool, str | None], Kernel] = {}
 
 
-def _kernel(fmt: str, has_bias: bool, activation: str | None) -> Kernel:
+def _check(fmt: str, activation: str | None) -> None:
+    """The variant's names, checked without compiling (traceable by torch.compile; the op compiles)."""
     from tilec.ops import _ACTIVATIONS
 
     if fmt not in FORMATS:  # the only text that reaches the spec: a validated name from this table
         raise ArgumentError(f"activations='{fmt}' is not supported", hint="one of: " + ", ".join(FORMATS))
     if activation not in _ACTIVATIONS:
         raise ArgumentError(f"unknown activation '{activation}'", hint="one of: silu, gelu, relu, or None")
+
+
+def _kernel(fmt: str, has_bias: bool, activation: str | None) -> Kernel:
+    from tilec.ops import _ACTIVATIONS
+
+    _check(fmt, activation)
     key = (fmt, has_bias, activation)
     if key not in _KERNELS:
         dtype, acc, _, _ = FORMATS[fmt]
@@ -103,7 +109,9 @@ def weight_codes(qweight: QTensor, fmt: str) -> tuple[torch.Tensor, torch.Tensor
         raise ArgumentError(f"activations='{fmt}' needs symmetric per-channel weight scales (one group per row), "
                             f"not groups of {qweight.group_size}" + (" with zero points" if qweight.zeros is not None
                                                                       else ""), hint=hint)
-    if qweight.layout != PackedLayout(8) or len(qweight.packed) != 1:
+    # the layout's fields, not a PackedLayout(8) built for comparison: dynamo cannot trace that constructor
+    if (qweight.layout.bits, qweight.layout.order, qweight.layout.planes) != (8, (0,), (8,)) \
+            or len(qweight.packed) != 1:
         raise ArgumentError(f"activations='{fmt}' needs the dense 8-bit packing, not {qweight.layout}", hint=hint)
     codes = qweight.packed[0].view(torch.uint8).view(FORMATS[fmt][2])[:, : qweight.shape[1]]
     return codes, qweight.scales[:, 0].to(torch.float32)
@@ -112,7 +120,7 @@ def weight_codes(qweight: QTensor, fmt: str) -> tuple[torch.Tensor, torch.Tensor
 def linear_quantized_activations(rows: torch.Tensor, qweight: QTensor, bias: torch.Tensor | None,
                                  activation: str | None, fmt: str) -> torch.Tensor:
     """``tilec.ops.linear(..., activations=fmt)``; ``rows`` is ``[M, in_features]``, already checked."""
-    _kernel(fmt, bias is not None, activation)  # validates the format and the activation early
+    _check(fmt, activation)  # validates the format and the activation early
     codes, w_scale = weight_codes(qweight, fmt)
     out: torch.Tensor = torch.ops.tilec.linear_act_quant(rows, codes, w_scale, bias, fmt, activation)
     return out

@@ -39,13 +39,20 @@ _FORMATS = frozenset(f"uint{b}" for b in range(1, 9))
 _KERNELS: dict[tuple[str, bool, str | None], Kernel] = {}
 
 
-def _kernel(fmt: str, has_bias: bool, activation: str | None) -> Kernel:
+def _check(fmt: str, activation: str | None) -> None:
+    """The variant's names, checked without compiling (traceable by torch.compile; the op compiles)."""
     from tilec.ops import _ACTIVATIONS
 
     if fmt not in _FORMATS:  # the only text that reaches the spec: a validated format name
         raise ArgumentError(f"two-level weights have uint1..uint8 codes, not '{fmt}'")
     if activation not in _ACTIVATIONS:
         raise ArgumentError(f"unknown activation '{activation}'", hint="one of: silu, gelu, relu, or None")
+
+
+def _kernel(fmt: str, has_bias: bool, activation: str | None) -> Kernel:
+    from tilec.ops import _ACTIVATIONS
+
+    _check(fmt, activation)
     key = (fmt, has_bias, activation)
     if key not in _KERNELS:
         text = _SPEC.format(fmt=fmt, bias_param="bias: Tensor[N, T], " if has_bias else "",
@@ -82,7 +89,7 @@ def linear_two_level(rows: torch.Tensor, qweight: QTensor, bias: torch.Tensor | 
     """``tilec.ops.linear`` for a two-level QTensor; ``rows`` is ``[M, in_features]``, already checked."""
     if qweight.zeros is None or qweight.channel_scales is None:
         raise ArgumentError("a two-level QTensor needs its zero points and channel scales")
-    _kernel(qweight.format, bias is not None, activation)  # validates the format and the activation early
+    _check(qweight.format, activation)  # validates the format and the activation early
     out: torch.Tensor = torch.ops.tilec.linear_w4a8(rows, qweight.packed[0], qweight.scales, qweight.zeros,
                                                     qweight.channel_scales, bias, qweight.format,
                                                     qweight.group_size, qweight.shape[1], activation)

@@ -82,3 +82,23 @@ def test_int64_offsets_for_huge_tensors() -> None:
     k = tilec.compile(EXAMPLES / "rmsnorm.tile").rmsnorm
     compiled = k.specialize({"M": 37, "N": 65}, target="cpu", int64=True)
     assert "tile_m.to(tl.int64) * BLOCK_M" in compiled.source
+
+
+def test_tile_offsets_keep_their_parentheses() -> None:
+    """``x[m + (s << 1)]`` reads row ``m + 2s``: the offset's own operators bind weaker than the ``+`` in front
+    of it (``offs_m + s << 1`` was ``(offs_m + s) << 1``)."""
+    import torch
+
+    src = """
+def shifted(x: Tensor[M, N, f32], y: Tensor[M, N, f32], s: i32):
+    for m in tiles(M):
+        y[m, :] = x[m + (s << 1), :] + x[m + (s & 1), :]
+"""
+    kernel = tilec.compile(src, name="shifted.tile").shifted
+    x = torch.arange(40 * 3, dtype=torch.float64).reshape(40, 3).float()
+    y = torch.full((40, 3), float("nan"))
+    kernel(x, y, 3, schedule={"m": 16})
+    rows = torch.arange(40)
+    pad = torch.cat([x.double(), torch.zeros(8, 3, dtype=torch.float64)])  # rows past M read 0
+    expected = pad[rows + 6] + pad[rows + 1]
+    assert torch.equal(y.double(), expected)

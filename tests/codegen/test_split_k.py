@@ -164,3 +164,52 @@ def test_split_block_scaled_product_sm100_lowering() -> None:
     launch(compiled, bound)
     ref = qa.dequantize().double() @ qw.dequantize().double().T
     assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
+
+
+@pytest.mark.aot
+@pytest.mark.parametrize("target", ["sm_80", "sm_90"])
+def test_partials_are_published_and_read_in_a_sound_order(target: str) -> None:
+    """The PTX of the join, in order: every thread's partial stores, bar.sync, one thread's
+    ``atom.acq_rel.gpu`` (release: cumulative over the barrier), its result broadcast through shared memory
+    behind a second bar.sync (so every thread of the last CTA is ordered after that acquire), then the partial
+    loads, all ``ld.global.cg`` (from L2, never a stale L1 line of a reused workspace)."""
+    k = tilec.compile(EXAMPLES_DIR / "gemm_epilogue.tile").gemm_bias_gelu_residual
+    dims = {"M": 1, "N": 512, "K": 4096}
+    compiled = k.specialize(dims, {"T": dt.f16}, target="cuda", schedule={"split_k": 4})
+    lines = [ln.strip() for ln in compile_for_gpu(compiled, target, dims).asm["ptx"].splitlines()]
+    atoms = [i for i, ln in enumerate(lines) if "atom.global.gpu.acq_rel.add" in ln]
+    assert len(atoms) == 1 and lines[atoms[0]].startswith("@%p")  # one thread counts the CTA's arrival
+    atom = atoms[0]
+    before = [i for i, ln in enumerate(lines[:atom]) if ln.startswith(("st.global", "bar.sync"))]
+    stores = [i for i in before if lines[i].startswith("st.global")]
+    assert stores and any(lines[i].startswith("bar.sync") for i in before if i > stores[-1])
+    after = lines[atom + 1:]
+    barrier = next(i for i, ln in enumerate(after) if ln.startswith("bar.sync"))
+    assert any(ln.startswith("@%p") and "st.shared" in ln for ln in after[:barrier])  # the broadcast
+    assert not any(ln.startswith("ld.global") for ln in after[:barrier])
+    loads = [ln for ln in after[barrier:] if ln.startswith("ld.global.cg")]
+    assert len(loads) >= 4  # the split's partials (SPLIT_K = 4)
+    first_plain = next(i for i, ln in enumerate(after) if ln.startswith("ld.global") and ".cg" not in ln)
+    last_cg = max(i for i, ln in enumerate(after) if ln.startswith("ld.global.cg"))
+    assert last_cg < first_plain  # partials are read before the epilogue's ordinary loads (bias, residual)
+
+
+def test_a_split_specialisation_is_not_reused_for_ragged_rows() -> None:
+    """split_k = 2 at M = 16 (one 16-row tile: rows divisible, no row mask, but 1 tile % 2 splits != 0) used
+    to share its cache key with M = 5, whose launch then ran the kernel without the row mask (reading and
+    writing rows 5..15 past the tensors on a GPU)."""
+    g = tilec.compile(EXAMPLES_DIR / "gemm_epilogue.tile").gemm_bias_gelu_residual
+    sched = {"m": 16, "n": 16, "k": 16, "split_k": 2}
+    exact = g.specialize({"M": 16, "N": 32, "K": 64}, {"T": dt.f16}, target="cpu", schedule=sched)
+    ragged = g.specialize({"M": 5, "N": 32, "K": 64}, {"T": dt.f16}, target="cpu", schedule=sched)
+    assert "mask_m" not in exact.source and "mask_m" in ragged.source
+    gen = torch.Generator().manual_seed(4)
+    for m in (16, 5):  # launched in this order through the per-call cache too
+        a, b = torch.randn(m, 64, generator=gen).half(), torch.randn(64, 32, generator=gen).half()
+        bias, res = torch.randn(32, generator=gen).half(), torch.randn(m, 32, generator=gen).half()
+        out = torch.full((m, 32), float("nan"), dtype=torch.float16)
+        g(a, b, bias, res, out, schedule=sched)
+        ref = torch.nn.functional.gelu(a.double() @ b.double() + bias.double()) + res.double()
+        assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
+    launched = g._for_launch(tilec.runtime.args.bind(g.signature, (a, b, bias, res, out), {}, g.outputs), sched)
+    assert "mask_m" in launched.source

@@ -125,3 +125,72 @@ def test_group_scales_must_cover_k_in_groups_of_group() -> None:
     with pytest.raises(tilec.ArgumentError, match="'s2' has 2 group columns"):
         w4a8(torch.zeros(2, 200, dtype=torch.int8), q2, q2.scales, q2.zeros, torch.ones(2), q2.channel_scales,
              out, 64)
+
+
+GROUP_EXPR = """
+def wq(x: Tensor[M, K, f16], w: Tensor[N, K, uint4], scale: Tensor[N, G, f16], zero: Tensor[N, G, u8],
+       out: Tensor[M, N, f16], half_group: i32):
+    for m, n in tiles(M, N):
+        acc = zeros([m, n], f32)
+        for k in tiles(K):
+            acc += x[m, k] @ dequantize(w[n, k], scale, zero, {group}).T
+        out[m, n] = acc.to(f16)
+"""
+
+
+@pytest.mark.parametrize("group,bad_scalar,size,needed,zero_scalar", [("half_group * 2", 16, 32, 7, 0),
+                                                                     ("K // 2 - half_group", 30, 70, 3, 100),
+                                                                     ("(half_group + 0)", 32, 32, 7, 0)])
+def test_group_expressions_are_checked_like_scalar_groups(group: str, bad_scalar: int, size: int, needed: int,
+                                                          zero_scalar: int) -> None:
+    """A group written as an expression of scalars and dimensions is evaluated at launch and checked too (it
+    used to go unchecked: scales with too few columns reached the kernel)."""
+    kernel = tilec.compile(GROUP_EXPR.format(group=group), name="wq.tile").wq
+    qt = tilec.quantize(torch.randn(8, 200), "uint4", group_size=64)  # 4 group columns
+    assert qt.zeros is not None
+    x, out = torch.randn(2, 200).half(), torch.full((2, 8), float("nan")).half()
+    with pytest.raises(tilec.ArgumentError, match=f"'scale' has 4 group columns, but K = 200 in groups of "
+                                                  f"{size} needs {needed}"):
+        kernel(x, qt, qt.scales.half(), qt.zeros, out, bad_scalar)
+    with pytest.raises(tilec.ArgumentError, match="must be positive, got 0"):
+        kernel(x, qt, qt.scales.half(), qt.zeros, out, zero_scalar)
+    assert torch.isnan(out).all()  # nothing launched
+
+
+def test_packed_words_must_cover_the_qtensors_shape() -> None:
+    """A QTensor whose words are too few (sliced, or packed at another width) would be read out of bounds."""
+    from dataclasses import replace
+
+    from tilec.ir.packing import PackedLayout
+
+    w4a16 = tilec.compile(EXAMPLES / "w4a16.tile").w4a16_linear
+    qt = tilec.quantize(torch.randn(8, 200), "uint4", group_size=64)  # 25 words per row
+    x, out = torch.randn(2, 200).half(), torch.full((2, 8), float("nan")).half()
+    bad = [(replace(qt, packed=(qt.packed[0][:, :20],)), r"needs \[8, 25\] packed words; got \[8, 20\]"),
+           (replace(qt, packed=(qt.packed[0][:4],)), r"needs \[8, 25\] packed words; got \[4, 25\]"),
+           (replace(qt, layout=PackedLayout(8)), "expects 4-bit codes, but its QTensor's layout packs 8")]
+    for weight, message in bad:
+        with pytest.raises(tilec.ArgumentError, match=message):
+            w4a16(x, weight, qt.scales.half(), qt.zeros, out, 64)
+    assert torch.isnan(out).all()  # nothing launched
+    padded = torch.zeros(8, 32, dtype=torch.int32)  # extra words past the stream are allowed (never read)
+    padded[:, :25] = qt.packed[0]
+    w4a16(x, replace(qt, packed=(padded,)), qt.scales.half(), qt.zeros, out, 64)
+    ref = x.double() @ qt.dequantize().double().T
+    assert ((out.double() - ref).abs().max() / ref.abs().max()).item() < 2e-3
+
+
+def test_the_group_must_be_the_one_the_weight_was_quantised_with() -> None:
+    """K = 200 in groups of 50 or of 64 both need 4 scale columns: the column check passes, every read is in
+    bounds, and the result was garbage (relative error 0.8).  The QTensor's group_size decides."""
+    w4a16 = tilec.compile(EXAMPLES / "w4a16.tile").w4a16_linear
+    qt = tilec.quantize(torch.randn(8, 200), "uint4", group_size=64)
+    x, out = torch.randn(2, 200).half(), torch.full((2, 8), float("nan")).half()
+    with pytest.raises(tilec.ArgumentError, match="'w' was quantised in groups of 64, but the kernel's group is 50"):
+        w4a16(x, qt, qt.scales.half(), qt.zeros, out, 50)
+    assert torch.isnan(out).all()
+    per_channel = tilec.quantize(torch.randn(8, 200), "uint4", group_size=None)
+    for group in (200, 256, 4096):  # every group size >= K is one group per row: the same codes
+        w4a16(x, per_channel, per_channel.scales.half(), per_channel.zeros, out, group)
+        ref = x.double() @ per_channel.dequantize().double().T
+        assert ((out.double() - ref).abs().max() / ref.abs().max()).item() < 2e-3

@@ -228,3 +228,20 @@ def test_fp8_products_arithmetic_and_cast_limits(fp8: str) -> None:
     with pytest.raises(tilec.BackendError, match="not exact in Triton's CPU interpreter") as info:
         store(torch.randn(8), torch.zeros(8).to(torch_fp8))
     assert info.value.span is not None and info.value.span.line == 3
+
+
+@pytest.mark.parametrize("split", [1, 3])
+def test_an_empty_reduction_still_runs_the_epilogue(split: int) -> None:
+    """K = 0: the product is a zero sum, and the output is the epilogue of zeros (it used to be left
+    unwritten, because an empty input tensor skipped the launch)."""
+    from pathlib import Path
+
+    g = tilec.compile(Path(__file__).resolve().parents[2] / "examples" / "gemm_epilogue.tile").gemm_bias_gelu_residual
+    gen = torch.Generator().manual_seed(2)
+    a, b = torch.zeros(3, 0, dtype=torch.float16), torch.zeros(0, 40, dtype=torch.float16)
+    bias = torch.randn(40, generator=gen).half()
+    res = torch.randn(3, 40, generator=gen).half()
+    out = torch.full((3, 40), float("nan"), dtype=torch.float16)
+    g(a, b, bias, res, out, schedule={"m": 16, "n": 16, "k": 16, "split_k": split})
+    expected = torch.nn.functional.gelu(bias.double()).expand(3, 40) + res.double()
+    assert ((out.double() - expected).abs().max() / expected.abs().max()).item() <= 2 * 2.0**-10

@@ -11,6 +11,16 @@ The grid is ``(output tiles, SPLIT_K)``.  Split ``s`` of tile ``t`` walks its ow
 
 One launch, no second kernel, and the epilogue (bias, activation, scales) still runs once per tile on the
 complete sum.  Workspace loads bypass L1 (``.cg``): another SM wrote them.
+
+Why every thread of the last CTA sees every split's partials (PTX memory model; the PTX is locked by
+tests/codegen/test_split_k.py): Triton performs a scalar atomic in one thread and broadcasts its result
+through shared memory behind a ``bar.sync``.  Release side: each thread's ``st.global`` precedes the
+``bar.sync`` of ``tl.debug_barrier()``, which synchronises it with the counting thread, whose
+``atom.acq_rel.gpu`` is a release; release is cumulative, so the whole CTA's stores are ordered before it.
+Acquire side: the last arrival's atomic reads the previous arrivals' releases (the counter's read-modify-write
+chain), and the broadcast ``bar.sync`` orders every thread's later loads after that acquire; causality order
+is transitive, so those loads cannot miss a partial.  ``.cg`` also keeps a stale L1 line of a reused
+workspace address out of the picture.
 """
 
 from __future__ import annotations

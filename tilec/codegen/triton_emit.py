@@ -336,7 +336,7 @@ class Emitter:
                 if isinstance(ix, ir.TileIndex):
                     offs = self.offsets[ix.tile]
                     if ix.offset is not None:
-                        offs = f"({offs} + {strip_parens(self.expr(ix.offset))})"
+                        offs = f"({offs} + {self.expr(ix.offset)})"  # keep its parentheses: the offset may be a << b
                         if ix.needs_mask:
                             masks.append(f"(({offs} >= 0) & ({offs} < {self.extent(extent)})){expand}")
                     elif ix.needs_mask:

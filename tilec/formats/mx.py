@@ -82,7 +82,9 @@ class MXFormat:
         elem: TableFormat = self.element
         codes = elem._encode_f64(scaled, saturate=True)
         nan_code = elem._encode_f64(np.array([math.nan]))[0]
-        codes = np.where(finite[..., None], codes, nan_code).reshape(*a.shape[:-1], -1)[..., :n]
+        codes = np.where(finite[..., None], codes, nan_code)
+        codes = codes.reshape(*a.shape[:-1], blocks.shape[-2] * blocks.shape[-1])
+        codes = codes[..., :n]
         return torch.from_numpy(np.ascontiguousarray(codes)), torch.from_numpy(scales)
 
     def dequantize(self, codes: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -98,7 +100,9 @@ class MXFormat:
         blocks = _blocks(vals, self.block_size)
         s = scales.detach().to("cpu", torch.int64).numpy()
         out = np.ldexp(blocks, (s - 127 + self.element_exp)[..., None])
-        out = np.where((s == 255)[..., None], np.nan, out).reshape(*vals.shape[:-1], -1)[..., :n]
+        out = np.where((s == 255)[..., None], np.nan, out)
+        out = out.reshape(*vals.shape[:-1], blocks.shape[-2] * blocks.shape[-1])
+        out = out[..., :n]
         return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32)).to(dtype or torch.float32)
 
 
@@ -108,7 +112,7 @@ def _blocks(a: F64Array, block_size: int) -> F64Array:
     pad = -a.shape[-1] % block_size
     if pad:
         a = np.concatenate([a, np.zeros((*a.shape[:-1], pad))], axis=-1)
-    return a.reshape(*a.shape[:-1], -1, block_size)
+    return a.reshape(*a.shape[:-1], a.shape[-1] // block_size, block_size)  # no -1: rows may number 0
 
 
 mxfp4 = MXFormat("mxfp4", fp4_e2m1)

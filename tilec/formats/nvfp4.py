@@ -59,7 +59,7 @@ class NVFP4Format:
         pad = -n % bs
         if pad:
             a = np.concatenate([a, np.zeros((*a.shape[:-1], pad), np.float32)], axis=-1)
-        blocks = a.reshape(*a.shape[:-1], -1, bs)
+        blocks = a.reshape(*a.shape[:-1], a.shape[-1] // bs, bs)  # no -1: rows may number 0
         finite = np.asarray(np.isfinite(blocks).all(axis=-1))
         amax_block = np.max(np.where(np.isfinite(blocks), np.abs(blocks), np.float32(0)), axis=-1)
         if tensor_scale is None:
@@ -78,7 +78,7 @@ class NVFP4Format:
         with np.errstate(divide="ignore", invalid="ignore"):
             scaled = np.where(denom == 0, blocks * np.float32(0), blocks / denom)
         codes = self.element._encode_f64(scaled.astype(np.float64), saturate=True)
-        codes = np.where(finite[..., None], codes, 0).astype(np.uint8).reshape(*a.shape[:-1], -1)[..., :n]
+        codes = np.where(finite[..., None], codes, 0).astype(np.uint8).reshape(*a.shape)[..., :n]
         return (
             torch.from_numpy(np.ascontiguousarray(codes)),
             torch.from_numpy(scale_codes.astype(np.uint8)),
@@ -104,10 +104,10 @@ class NVFP4Format:
         pad = -n % bs
         if pad:
             vals = np.concatenate([vals, np.zeros((*vals.shape[:-1], pad), np.float32)], axis=-1)
-        blocks = vals.reshape(*vals.shape[:-1], -1, bs)
+        blocks = vals.reshape(*vals.shape[:-1], vals.shape[-1] // bs, bs)
         ts = np.float32(float(tensor_scale))
         denom = (self.block_scale.decode(block_scales).numpy() * ts).astype(np.float32)[..., None]
-        out = (blocks * denom).reshape(*vals.shape[:-1], -1)[..., :n]
+        out = (blocks * denom).reshape(*vals.shape)[..., :n]
         return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32)).to(dtype or torch.float32)
 
 

@@ -10,7 +10,7 @@ outputs that alias themselves (zero strides) and integer scalars out of range.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tilec.errors import ArgumentError
@@ -26,6 +26,7 @@ class Bound:
     dims: dict[str, int]
     dtypes: dict[str, dt.DType]  # dtype variable -> dtype
     device: Any  # torch.device
+    group_sizes: dict[str, int] = field(default_factory=dict)  # packed parameter -> its QTensor's group_size
 
     @property
     def target(self) -> str:
@@ -55,6 +56,7 @@ def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs
     dim_origin: dict[str, str] = {}
     dtypes: dict[str, dt.DType] = {}
     device = None
+    group_sizes: dict[str, int] = {}
     for p in sig.params:
         value = values[p.name]
         if p.kind == "scalar":
@@ -68,6 +70,8 @@ def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs
                 raise ArgumentError(f"'{p.name}' is on {words.device} but earlier tensors are on {device}", p.span)
             _bind_dims(p.name, p.dims, shape, dims, dim_origin, p.span)
             tensors[p.name] = words
+            if isinstance(values[p.name].group_size, int):
+                group_sizes[p.name] = values[p.name].group_size
             continue
         if not isinstance(value, torch.Tensor):
             raise ArgumentError(f"'{p.name}' must be a torch.Tensor, got {type(value).__name__}", p.span)
@@ -103,7 +107,7 @@ def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs
     for name, size in dims.items():
         if size >= 2**31:
             raise ArgumentError(f"dimension {name} = {size} exceeds the 32-bit size range")
-    return Bound(tensors, scalars, dims, dtypes, device)
+    return Bound(tensors, scalars, dims, dtypes, device, group_sizes)
 
 
 @dataclass(frozen=True)
@@ -112,31 +116,36 @@ class GroupedLoad:
 
     packed: str
     aux: tuple[str, ...]  # the scale and zero tensors
-    group: str | int | None  # a scalar parameter, a literal, or None (an expression: not checked)
+    group: str | int | None  # a scalar parameter, a literal, or None (an expression: see ``expr``)
     block: int | None = None  # the format's fixed block (MX: 32, nvfp4: 16), which the group must equal
+    expr: ir.Expr | None = None  # any other group expression, evaluated at launch where it can be (_evaluate)
 
     @staticmethod
     def of(load: ir.QuantLoad, param: ir.PackedParam) -> GroupedLoad:
         group = load.group
         value = group.name if isinstance(group, ir.ScalarArg) else (
             int(group.value) if isinstance(group, ir.Const) else None)
+        expr = group if value is None else None
         return GroupedLoad(load.tensor, tuple(n for n in (load.scale, load.zero) if n is not None), value,
-                           param.fixed_block)
+                           param.fixed_block, expr)
 
 
 def check_groups(sig: Signature, loads: Sequence[GroupedLoad], bound: Bound) -> None:
     """Group scales that do not cover K in groups of ``group`` would be read out of bounds: reject them."""
     for load in loads:
         if load.group is None:
-            continue
-        group = load.group if isinstance(load.group, int) else int(bound.scalars[load.group])
+            found = _evaluate(load.expr, bound) if load.expr is not None else None
+            if found is None:
+                continue  # not a function of scalars and dimensions: not checked
+            group, span = found, load.expr.span if load.expr is not None else None
+        else:
+            group = load.group if isinstance(load.group, int) else int(bound.scalars[load.group])
+            span = sig.param(load.group).span if isinstance(load.group, str) else None
         if group < 1:
-            raise ArgumentError(f"the group size of '{load.packed}' must be positive, got {group}",
-                                sig.param(load.group).span if isinstance(load.group, str) else None)
+            raise ArgumentError(f"the group size of '{load.packed}' must be positive, got {group}", span)
         if load.block is not None and group != load.block:
             raise ArgumentError(f"'{load.packed}' is block-scaled in blocks of {load.block} (its format fixes "
-                                f"them), so its group must be {load.block}, not {group}",
-                                sig.param(load.group).span if isinstance(load.group, str) else None)
+                                f"them), so its group must be {load.block}, not {group}", span)
         k_dim = sig.param(load.packed).dims[1]
         k = k_dim if isinstance(k_dim, int) else bound.dims[k_dim]
         want = -(-k // group)
@@ -146,6 +155,45 @@ def check_groups(sig: Signature, loads: Sequence[GroupedLoad], bound: Bound) -> 
                 raise ArgumentError(f"'{aux}' has {cols} group columns, but K = {k} in groups of {group} needs "
                                     f"{want}", sig.param(aux).span,
                                     hint="pass the group size the weight was quantised with (QTensor.group_size)")
+        quantised = bound.group_sizes.get(load.packed)
+        # Another group size can give the same number of columns (K = 200: 50 and 64 both make 4) and then
+        # reads every scale in bounds but for the wrong codes; group sizes >= K all mean one group per row.
+        if quantised is not None and min(group, k) != min(quantised, k):
+            raise ArgumentError(f"'{load.packed}' was quantised in groups of {quantised}, but the kernel's group is "
+                                f"{group}", span, hint="pass the group size the weight was quantised with "
+                                                       "(QTensor.group_size)")
+
+
+def _evaluate(e: ir.Expr, bound: Bound) -> int | None:
+    """An integer group expression over scalars, dimensions and literals, with Triton's integer semantics
+    (``//`` and ``%`` truncate toward zero, as C does); None for anything else (a tile value, a float)."""
+    if isinstance(e, ir.Const):
+        return e.value if isinstance(e.value, int) and not isinstance(e.value, bool) else None
+    if isinstance(e, ir.ScalarArg):
+        value = bound.scalars.get(e.name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(e, ir.DimValue):
+        return bound.dims.get(e.name)
+    if isinstance(e, ir.Cast) and e.type.dtype.is_int:
+        return _evaluate(e.operand, bound)
+    if isinstance(e, ir.Unary) and e.op == "neg":
+        inner = _evaluate(e.operand, bound)
+        return None if inner is None else -inner
+    if isinstance(e, ir.Binary) and e.op in ("+", "-", "*", "//", "%"):
+        a, b = _evaluate(e.left, bound), _evaluate(e.right, bound)
+        if a is None or b is None:
+            return None
+        if e.op == "+":
+            return a + b
+        if e.op == "-":
+            return a - b
+        if e.op == "*":
+            return a * b
+        if b == 0:
+            return 0  # a division by zero in the kernel: rejected below as a group that is not positive
+        quotient = abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)
+        return quotient if e.op == "//" else a - b * quotient
+    return None
 
 
 def _bind_dims(name: str, declared: tuple[str | int, ...], shape: tuple[int, ...], dims: dict[str, int],
@@ -166,6 +214,7 @@ def _packed(name: str, fmt: str, value: Any, span: Any) -> tuple[Any, tuple[int,
     """A QTensor for a packed parameter: its words (int32 [rows, words], contiguous rows) and logical shape."""
     import torch
 
+    from tilec import formats
     from tilec.formats.qtensor import QTensor, scheme_of
 
     if not isinstance(value, QTensor):
@@ -181,6 +230,17 @@ def _packed(name: str, fmt: str, value: Any, span: Any) -> tuple[Any, tuple[int,
     words = value.packed[0]
     if words.dtype != torch.int32 or words.dim() != 2 or words.stride(1) != 1:
         raise ArgumentError(f"'{name}': packed words must be int32 [rows, words] with contiguous rows", span)
+    # The kernel addresses ceil(K * bits / 32) words in each of the logical shape's rows: fewer would be read
+    # out of bounds, codes of another width would be garbage.
+    bits = formats.get(fmt).bits
+    if value.layout.bits != bits:
+        raise ArgumentError(f"'{name}' expects {bits}-bit codes, but its QTensor's layout packs {value.layout.bits}",
+                            span)
+    rows, cols = value.shape
+    need = value.layout.words(cols)[0]
+    if words.shape[0] != rows or words.shape[1] < need:
+        raise ArgumentError(f"'{name}' is a [{rows}, {cols}] {fmt} QTensor, which needs [{rows}, {need}] packed "
+                            f"words; got {list(words.shape)}", span)
     return words, value.shape
 
 

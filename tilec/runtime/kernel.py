@@ -199,8 +199,10 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
     grid = 1
     for dim, block in abi.grid_tiles:
         grid *= -(-bound.dims[dim] // block)
-    if grid == 0 or any(t.numel() == 0 for t in bound.tensors.values()):
-        return  # an empty problem: nothing to compute
+    if grid == 0:
+        return  # no output tile: nothing to compute
+    # An empty input does not make the problem empty: K = 0 still gives every output tile its epilogue (a
+    # zero sum, plus bias, ...).  Its loads never run (zero trip counts) or are masked (empty whole axes).
     positional: list[Any] = []
     constexprs: dict[str, int] = {}
     device = next(iter(bound.tensors.values())).device
@@ -294,7 +296,10 @@ def _facts_key(kernel: ir.Kernel, schedule: Schedule, dims: Mapping[str, int] | 
     for name, tv in kernel.tile_vars().items():
         size = int(tv.extent.subs({s: dims[s.name] for s in tv.extent.free_symbols}))
         block = schedule.blocks.get(name, 1)
-        divisible.append((name, size % block == 0 and (size // block) % schedule.split_k == 0))
+        # Both facts, apart: the split condition holds for the split loop only (masks.facts_for), so folding
+        # it into one bit for every tile variable gave "M = 16 in one 16-row tile, 2 splits" (rows divisible:
+        # no row mask) the key of a ragged M, whose launch then reused the unmasked kernel.
+        divisible.append((name, size % block == 0, (size // block) % schedule.split_k == 0))
     from tilec.passes.pipeline import full_blocks_for
 
     full = full_blocks_for(kernel, dims)
