@@ -42,7 +42,9 @@ def check(out: torch.Tensor, ref: torch.Tensor) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("group,schedule", [(64, None), (128, {"m": 16, "n": 32, "k": 32}),
-                                            (32, {"m": 16, "n": 16, "k": 128})])
+                                            (32, {"m": 16, "n": 16, "k": 128}),
+                                            # 128 products per thread: s2 stays per weight, one per row
+                                            (64, {"m": 64, "n": 64, "k": 32, "num_warps": 1})])
 def test_kernel_matches_the_float64_integer_product(dtype: torch.dtype, group: int,
                                                     schedule: dict[str, int] | None) -> None:
     k = kernel()
@@ -83,6 +85,17 @@ def test_main_loop_stays_integer() -> None:
     assert "tl.dot(x_mk, tl.trans(w_nk.to(tl.int8)), acc, out_dtype=tl.int32)" in loop
     assert "float" not in loop  # no conversion to a float type inside the main loop
     assert "# w4a8.tile:11" in loop
+
+
+def test_group_scale_follows_the_int32_product_when_the_k_block_divides_the_group() -> None:
+    """passes/defer_group_scale.py: s2 multiplies each K tile's int32 product; the loop stays integer."""
+    from tilec.ir import dtypes as dt
+
+    compiled = kernel().specialize({"M": 7, "N": 65, "K": 200, "G": 2}, {"T": dt.f16, "S": dt.f16}, target="cpu",
+                                   schedule={"m": 16, "n": 32, "k": 64}, scalars={"group": 128})
+    loop = compiled.source[compiled.source.index("for tile_k"):compiled.source.index("w4a8.tile:12")]
+    assert "tl.dot(x_mk, tl.trans(w_nk.to(tl.int8)), out_dtype=tl.int32) * s2_w)" in loop
+    assert "float" not in loop
 
 
 def test_bad_arguments_are_rejected_before_launch() -> None:
