@@ -18,6 +18,7 @@ import torch
 
 import tilec
 from tilec.formats.two_level import second_level
+from tilec.ir import dtypes as dt
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "w4a8.tile"
 ROUNDOFF = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
@@ -89,13 +90,36 @@ def test_main_loop_stays_integer() -> None:
 
 def test_group_scale_follows_the_int32_product_when_the_k_block_divides_the_group() -> None:
     """passes/defer_group_scale.py: s2 multiplies each K tile's int32 product; the loop stays integer."""
-    from tilec.ir import dtypes as dt
-
     compiled = kernel().specialize({"M": 7, "N": 65, "K": 200, "G": 2}, {"T": dt.f16, "S": dt.f16}, target="cpu",
                                    schedule={"m": 16, "n": 32, "k": 64}, scalars={"group": 128})
     loop = compiled.source[compiled.source.index("for tile_k"):compiled.source.index("w4a8.tile:12")]
-    assert "tl.dot(x_mk, tl.trans(w_nk.to(tl.int8)), out_dtype=tl.int32) * s2_w)" in loop
+    # codegen/quant_int8.py: code - zero four bytes at a time, in a K order the activations follow
+    assert "tl.dot(x_mk_k_order, tl.trans(w_nk), out_dtype=tl.int32) * s2_w)" in loop
+    assert "^ 0x80808080" in loop and "tl.int32)" not in loop.split("w_lanes0")[1].split("tl.dot")[0]
     assert "float" not in loop
+
+
+@pytest.mark.parametrize("kwidth", [4, 8])
+def test_both_k_orders_of_the_lean_unpack_are_exact(kwidth: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """codegen/quant_int8.py permutes K for the installed Triton's int8 operand layout (kWidth 4 under 3.9,
+    8 under 3.6); both orders run here whichever Triton is installed, with masked tails (N = 65, K = 200)."""
+    from tilec.codegen import quant_int8
+
+    monkeypatch.setattr(quant_int8, "mma_int8_kwidth", lambda: kwidth)
+    k = tilec.compile(EXAMPLE.read_text(), name=f"w4a8_kwidth{kwidth}.tile").w4a8_linear
+    gen = torch.Generator().manual_seed(kwidth)
+    n, kk, group = 65, 200, 64
+    qt = tilec.quantize(torch.randn(n, kk, generator=gen) * 0.1, "uint4", group_size=group, two_level=True)
+    assert qt.zeros is not None and qt.channel_scales is not None
+    for m, schedule in ((7, {"m": 16, "n": 32, "k": 64}), (20, {"m": 16, "n": 16, "k": 32})):
+        xq = torch.randint(-127, 128, (m, kk), generator=gen, dtype=torch.int8)
+        x_scale = torch.rand(m, generator=gen) * 0.02 + 1e-3
+        out = torch.full((m, n), float("nan"), dtype=torch.float16)
+        k(xq, qt, qt.scales, qt.zeros, x_scale, qt.channel_scales, out, group, schedule=schedule)
+        check(out, reference(xq, x_scale, qt))
+    source = k.specialize({"M": 7, "N": 65, "K": 200, "G": 4}, {"T": dt.f16, "S": dt.f16}, target="cpu",
+                          schedule={"m": 16, "n": 32, "k": 64}, scalars={"group": group}).source
+    assert f"kWidth {kwidth}" in source and "x_mk_k_order = tl.reshape(tl.permute(" in source
 
 
 def test_bad_arguments_are_rejected_before_launch() -> None:
@@ -117,7 +141,6 @@ def test_bad_arguments_are_rejected_before_launch() -> None:
 
 def test_example_inputs_need_one_channel_scale() -> None:
     """Example inputs for a two-level weight: the channel scales go to the one float [N] input, or it says why."""
-    from tilec.ir import dtypes as dt
     from tilec.runtime.examples import make_inputs, quantized_inputs
 
     k = kernel()
