@@ -152,3 +152,20 @@ def test_example_inputs_need_one_channel_scale() -> None:
     two = tilec.compile(spec, name="two_scales.tile").w4a8_linear
     with pytest.raises(tilec.ArgumentError, match=r"exactly one float tensor \[N\].*\['w_scale', 'b'\]"):
         make_inputs(two, {"M": 3, "N": 9, "K": 64, "G": 1}, {"T": dt.f16, "S": dt.f16}, "cpu", 0, {"group": 64})
+
+
+@pytest.mark.parametrize("group,tile,warps", [(128, (16, 128, 128), 4), (32, (16, 128, 32), 4),
+                                              (48, (16, 64, 64), 8)])
+def test_default_decode_tile_suits_int8_activations(group: int, tile: tuple[int, int, int], warps: int) -> None:
+    """runtime/schedule.py's decode rule, checked against the W4A8 cubins (sm_90, Triton 3.9 / 3.6, instructions
+    per word): 16 x 128 x 128 / 4 warps 17.3 / 17.4 (16 x 64 x 64: 36.2 / 36.8; 16 x 256 x 128 takes 14.2 but
+    halves the output tiles); at group 32 (int8's smallest K block) 16 x 128 x 32 takes 38.2 / 39.2, still far
+    below the per-weight path; a group with no 32-wide aligned K tile (48) keeps 16 x 64 x 64 / 8 warps
+    (the per-weight path, spill-free: 161.5 / 441.5 measured at group 96)."""
+    from tilec.passes.defer_group_scale import scalar_facts
+    from tilec.runtime.schedule import default_schedule
+
+    kir = kernel().ir({"T": dt.f16, "S": dt.f16})
+    facts = dict(scalar_facts(("group",), {"group": group}))
+    chosen = default_schedule(kir, {"M": 1, "N": 4096, "K": 4096, "G": 4096 // group}, "cuda", 90, facts)
+    assert (chosen.blocks["m"], chosen.blocks["n"], chosen.blocks["k"]) == tile and chosen.num_warps == warps
