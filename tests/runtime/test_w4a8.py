@@ -122,6 +122,26 @@ def test_both_k_orders_of_the_lean_unpack_are_exact(kwidth: int, monkeypatch: py
     assert f"kWidth {kwidth}" in source and "x_mk_k_order = tl.reshape(tl.permute(" in source
 
 
+def test_split_k_runs_the_lean_loop_exactly() -> None:
+    """Split-K over the deferred, permuted loop: 9 K tiles of 64 (the last one partial: K = 520) in 3
+    splits, so the last split's run passes the end of K (its s2 and zero columns are clamped)."""
+    k = kernel()
+    gen = torch.Generator().manual_seed(3)
+    n, kk, group = 65, 520, 64
+    qt = tilec.quantize(torch.randn(n, kk, generator=gen) * 0.1, "uint4", group_size=group, two_level=True)
+    assert qt.zeros is not None and qt.channel_scales is not None
+    schedule = {"m": 16, "n": 32, "k": 64, "split_k": 3}
+    for m in (1, 7):
+        xq = torch.randint(-127, 128, (m, kk), generator=gen, dtype=torch.int8)
+        x_scale = torch.rand(m, generator=gen) * 0.02 + 1e-3
+        out = torch.full((m, n), float("nan"), dtype=torch.float16)
+        args = (xq, qt, qt.scales, qt.zeros, x_scale, qt.channel_scales, out, group)
+        k(*args, schedule=schedule)
+        check(out, reference(xq, x_scale, qt))
+    source = k.triton_code(*args, target="cpu", schedule=schedule)
+    assert "SPLIT_K" in source and "x_mk_k_order" in source and "* s2_w)" in source
+
+
 def test_bad_arguments_are_rejected_before_launch() -> None:
     k = kernel()
     gen = torch.Generator().manual_seed(1)
