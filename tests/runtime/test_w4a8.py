@@ -122,6 +122,31 @@ def test_both_k_orders_of_the_lean_unpack_are_exact(kwidth: int, monkeypatch: py
     assert f"kWidth {kwidth}" in source and "x_mk_k_order = tl.reshape(tl.permute(" in source
 
 
+def test_every_code_and_zero_point_pair_unpacks_exactly() -> None:
+    """codegen/quant_int8.py's byte arithmetic (``(q + 128 - z) ^ 0x80`` four lanes at a time) for every
+    uint4 code q and zero point z (16 x 16 pairs: row n has zero point n in every group, codes run through
+    0..15 along K), with s2 in 1..8 so each level (q - z) * s2 is an int8; the K tail (K = 200) is masked."""
+    from tilec.formats.qtensor import QTensor
+    from tilec.ir.packing import PackedLayout, pack
+
+    n, kk, group = 16, 200, 64
+    groups = -(-kk // group)
+    codes = ((torch.arange(kk)[None, :] + torch.arange(n)[:, None] * 7) % 16).to(torch.uint8)
+    zeros = torch.arange(n, dtype=torch.uint8)[:, None].expand(n, groups).contiguous()
+    s2 = (torch.arange(n * groups) % 8 + 1).to(torch.uint8).reshape(n, groups)
+    layout = PackedLayout(4)
+    words = pack(codes, layout)
+    assert isinstance(words, torch.Tensor)
+    qt = QTensor("uint4", "two_level", (n, kk), group, layout, (words,), s2, zeros,
+                 channel_scales=torch.ones(n, dtype=torch.float16))
+    gen = torch.Generator().manual_seed(16)
+    xq = torch.randint(-127, 128, (5, kk), generator=gen, dtype=torch.int8)
+    x_scale = torch.full((5,), 2.0**-10)
+    out = torch.full((5, n), float("nan"), dtype=torch.float16)
+    kernel()(xq, qt, s2, zeros, x_scale, qt.channel_scales, out, group, schedule={"m": 16, "n": 16, "k": 64})
+    check(out, reference(xq, x_scale, qt))
+
+
 def test_split_k_runs_the_lean_loop_exactly() -> None:
     """Split-K over the deferred, permuted loop: 9 K tiles of 64 (the last one partial: K = 520) in 3
     splits, so the last split's run passes the end of K (its s2 and zero columns are clamped)."""
