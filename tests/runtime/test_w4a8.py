@@ -147,6 +147,28 @@ def test_every_code_and_zero_point_pair_unpacks_exactly() -> None:
     check(out, reference(xq, x_scale, qt))
 
 
+@pytest.mark.parametrize("fmt", ["uint1", "uint2", "uint3", "uint8"])
+def test_other_widths_defer_s2_exactly(fmt: str) -> None:
+    """Other code widths with s2 deferred: uint1/uint2 take the byte-lane unpack in stream order, uint3
+    (codes crossing words) and uint8 (zero points that could carry between bytes) one int32 per code."""
+    spec = EXAMPLE.read_text().replace("Tensor[N, K, uint4]", f"Tensor[N, K, {fmt}]")
+    k = tilec.compile(spec, name=f"w4a8_{fmt}.tile").w4a8_linear
+    gen = torch.Generator().manual_seed(int(fmt[4:]))
+    n, kk, group = 65, 200, 64
+    qt = tilec.quantize(torch.randn(n, kk, generator=gen) * 0.1, fmt, group_size=group, two_level=True)
+    assert qt.zeros is not None and qt.channel_scales is not None
+    schedule = {"m": 16, "n": 32, "k": 64}
+    source = k.specialize({"M": 7, "N": n, "K": kk, "G": 4}, {"T": dt.f16, "S": dt.f16}, target="cpu",
+                          schedule=schedule, scalars={"group": group}).source
+    assert "* s2_w)" in source and ("w_lanes0" in source) == (fmt in ("uint1", "uint2"))
+    for m in (1, 7):
+        xq = torch.randint(-127, 128, (m, kk), generator=gen, dtype=torch.int8)
+        x_scale = torch.rand(m, generator=gen) * 0.02 + 1e-3
+        out = torch.full((m, n), float("nan"), dtype=torch.float16)
+        k(xq, qt, qt.scales, qt.zeros, x_scale, qt.channel_scales, out, group, schedule=schedule)
+        check(out, reference(xq, x_scale, qt))
+
+
 def test_split_k_runs_the_lean_loop_exactly() -> None:
     """Split-K over the deferred, permuted loop: 9 K tiles of 64 (the last one partial: K = 520) in 3
     splits, so the last split's run passes the end of K (its s2 and zero columns are clamped)."""
