@@ -65,7 +65,8 @@ def defer_group_scale(kernel: ir.Kernel, pow2: Mapping[str, int], num_warps: int
     Deferring needs the product of each tile in registers beside the accumulator; where that is more than
     ``MAX_DEFERRED`` f32 values per thread (prefill tiles: 64 at 128 x 128 / 8 warps) the second accumulator
     would spill, so the scale stays per weight and the load is only marked ``tile_group`` (one scale and
-    zero point per row per tile)."""
+    zero point per row per tile).  Int32 (two-level) products use the same limit (docs/architecture.md has
+    what deferring 64 per thread measured)."""
     tiles = kernel.tile_vars()
     seq = {s.tile.name for s in ir.walk_stmts(kernel.body.body) if isinstance(s, ir.SeqLoop)}
 
