@@ -8,6 +8,11 @@ as the yardstick: SASS instructions in the main loop per packed 32-bit weight wo
 iteration (the f16 GEMM is counted per 8 weights, the same denominator), registers, spill bytes, STS
 (registers written to shared memory in the loop: a round trip of dequantised data; a plain GEMM has none),
 tensor-core instructions and global-load bytes per thread per iteration.
+
+Then examples/w4a8.tile (two-level uint4, group 128, int8 activations, int32 accumulation) at the decode
+tiles (16 x 128 x 128 / 4 warps, the default; 16 x 64 x 64 / 8 warps at group 96, the default where the
+group scale cannot follow the product) and the prefill tiles (64 x 64 x 64 / 4 warps, the default rule's; 128 x 128 x
+128 / 8 warps), with the same columns (``--w4a8`` prints only these).
 """
 
 from __future__ import annotations
@@ -35,12 +40,20 @@ TILES = {  # name -> (BLOCK_M, BLOCK_N, BLOCK_K, warps)
     "prefill-8w": (128, 128, 128, 8),
 }
 
+W4A8_TILES = {  # name -> (tile, group)
+    "decode": ((16, 128, 128, 4), 128),
+    "decode-g96": ((16, 64, 64, 8), 96),  # 96 = 3 * 32: no 64-wide K tile lies in one group
+    "prefill-64": ((64, 64, 64, 4), 128),
+    "prefill-8w": ((128, 128, 128, 8), 128),
+}
 
-def measure(kernel: tilec.Kernel, tile: tuple[int, int, int, int], bits: int, target: str = "sm_90") -> dict:
+
+def measure(kernel: tilec.Kernel, tile: tuple[int, int, int, int], bits: int, target: str = "sm_90",
+            dtypes: dict[str, dt.DType] | None = None, group: int = 128) -> dict:
     bm, bn, bk, warps = tile
-    dims = {"M": 4 * bm, "N": 8192, "K": 8192, "G": 8192 // 128}
-    compiled = kernel.specialize(dims, {"T": dt.f16}, target="cuda",
-                                 schedule={"m": bm, "n": bn, "k": bk, "num_warps": warps}, scalars={"group": 128})
+    dims = {"M": 4 * bm, "N": 8192, "K": 8192, "G": -(-8192 // group)}
+    compiled = kernel.specialize(dims, dtypes or {"T": dt.f16}, target="cuda",
+                                 schedule={"m": bm, "n": bn, "k": bk, "num_warps": warps}, scalars={"group": group})
     art = compile_for_gpu(compiled, target, dims)
     stats = main_loop_stats(art.asm["cubin"])
     report = art.ptxas()
@@ -63,13 +76,17 @@ def measure(kernel: tilec.Kernel, tile: tuple[int, int, int, int], bits: int, ta
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="sm_90")
+    parser.add_argument("--w4a8", action="store_true", help="only the W4A8 rows")
     args = parser.parse_args()
     kernels = {
         "w4a16 g128": (tilec.compile(ROOT / "examples" / "w4a16.tile").kernels["w4a16_linear"], 4),
         "f16 gemm": (tilec.compile(F16_GEMM, name="f16_gemm.tile").gemm, 16),
     }
-    rows = [(name, tile, measure(k, TILES[tile], bits, args.target)) for name, (k, bits) in kernels.items()
-            for tile in TILES]
+    rows = [] if args.w4a8 else [(name, tile, measure(k, TILES[tile], bits, args.target))
+                                 for name, (k, bits) in kernels.items() for tile in TILES]
+    w4a8 = tilec.compile(ROOT / "examples" / "w4a8.tile").kernels["w4a8_linear"]
+    rows += [(f"w4a8 g{group}", name, measure(w4a8, tile, 4, args.target, {"T": dt.f16, "S": dt.f16}, group))
+             for name, (tile, group) in W4A8_TILES.items()]
     cols = list(rows[0][2])
     print(f"{'kernel':<12} {'tile':<11} " + " ".join(f"{c:>11}" for c in cols))
     for name, tile, row in rows:

@@ -61,3 +61,11 @@ def test_main_loop_is_the_longest_innermost_backward_branch() -> None:
 def test_no_loop_is_an_error() -> None:
     with pytest.raises(BackendError, match="no loop"):
         main_loop(parse_sass("        /*0000*/                   EXIT ;\n"))
+
+
+def test_every_tensor_core_family_counts() -> None:
+    """mma.sync (HMMA/IMMA), wgmma (HGMMA/IGMMA/QGMMA) and tcgen05 (UTC*MMA, sm_100; UTCIMMA is kind::i8)."""
+    ops = ["HMMA.16816.F32", "IMMA.16832.S8.S8.SAT", "HGMMA.64x64x16.F32", "IGMMA.64x64x32.S8.S8",
+           "QGMMA.64x64x32.F32.E4M3.E4M3", "UTCHMMA", "UTCIMMA", "UTCQMMA", "UTCOMMA"]
+    text = "\n".join(f"        /*{16 * i:04x}*/ {op} R0, R1, R2, R3 ;" for i, op in enumerate(ops))
+    assert loop_stats(parse_sass(text).instrs).tensor_core == len(ops)

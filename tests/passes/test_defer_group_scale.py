@@ -93,3 +93,38 @@ def test_wide_tiles_keep_the_scale_per_weight_but_one_per_row() -> None:
     deferred = update(defer_group_scale(before, {"group": 128}, num_warps=16))  # 32 per thread: deferred
     assert isinstance(deferred, ir.Binary) and isinstance(deferred.right, ir.Binary) and deferred.right.op == "*"
 
+
+
+def w4a8(blocks: Schedule = BLOCKS) -> ir.Kernel:
+    return tile(tilec.compile(EXAMPLES / "w4a8.tile").w4a8_linear.ir({"T": dt.f16, "S": dt.f16}), blocks, {})
+
+
+def test_two_level_scale_moves_after_the_int32_product() -> None:
+    """W4A8: acc += dot(x_i8, (code - zero)_i8) * s2[n, k0 // group], all in int32 (exact, no rounding)."""
+    before = update(w4a8())
+    assert isinstance(before, ir.Binary) and isinstance(before.right, ir.Dot)
+    quant = before.right.b.operand  # type: ignore[union-attr]
+    assert isinstance(quant, ir.QuantLoad) and quant.scale == "s2" and quant.type.dtype == dt.i8
+    after = update(defer_group_scale(w4a8(), {"group": 128}))
+    assert isinstance(after, ir.Binary) and after.op == "+" and isinstance(after.right, ir.Binary)
+    product, scale = after.right.left, after.right.right
+    assert after.right.op == "*" and isinstance(product, ir.Dot) and product.type.dtype == dt.i32
+    codes = product.b.operand  # type: ignore[union-attr]
+    assert isinstance(codes, ir.QuantLoad)
+    assert (codes.scale, codes.zero, codes.tile_group, codes.type.dtype) == (None, "zero", True, dt.i8)
+    assert isinstance(scale, ir.GroupScale)
+    assert (scale.tensor, scale.quant, scale.tile, scale.type.dtype) == ("s2", "w", "k", dt.i32)
+
+
+def test_two_level_k_blocks_that_could_overflow_keep_the_per_weight_scale() -> None:
+    """2**14 * 255 * BLOCK_K < 2**31 holds up to BLOCK_K = 512; a 1024-wide K block is left alone."""
+    assert 2**14 * 255 * 512 < 2**31 <= 2**14 * 255 * 1024
+    wide = w4a8(Schedule(blocks={"m": 16, "n": 16, "k": 1024}))
+    assert defer_group_scale(wide, {"group": 1024}) == wide
+    ok = update(defer_group_scale(w4a8(Schedule(blocks={"m": 16, "n": 16, "k": 512})), {"group": 512}))
+    assert isinstance(ok, ir.Binary) and isinstance(ok.right, ir.Binary) and ok.right.op == "*"
+
+
+def test_two_level_unaligned_groups_are_left_alone() -> None:
+    before = w4a8()
+    assert defer_group_scale(before, {"group": 32}) == before == defer_group_scale(before, {})

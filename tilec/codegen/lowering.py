@@ -186,6 +186,9 @@ def _dot(em: Emitter, e: ir.Expr) -> str:
         a = f"tl.where({em.axis_mask(e.a.type, 1)}, {a}, {zero})"
     if e.guard_b:
         b = f"tl.where({em.axis_mask(e.b.type, 0)}, {b}, {zero})"
+    from tilec.codegen import quant_int8  # imports this module's helpers
+
+    a = quant_int8.permute_activations(em, e, a)  # where the weights come in a permuted K order
     args = [a, b]
     if e.acc is not None:
         args.append(arg(em, e.acc))

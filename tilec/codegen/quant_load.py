@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tilec.codegen import quant_int8
 from tilec.codegen.lowering import strip_parens
 from tilec.ir import dtypes as dt
 from tilec.ir import nodes as ir
@@ -36,12 +37,7 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
     row_ix, col_ix = e.index
     assert isinstance(row_ix, ir.TileIndex) and isinstance(col_ix, ir.TileIndex)
     rows, cols = em.offsets[row_ix.tile], em.offsets[col_ix.tile]
-    masks = []
-    if row_ix.needs_mask:
-        masks.append(f"{em.masks[row_ix.tile]}[:, None]")
-    if col_ix.needs_mask:
-        masks.append(f"{em.masks[col_ix.tile]}[None, :]")
-    mask = " & ".join(masks)
+    mask = _lane_mask(em, e)
     masked = f", mask={mask}, other=0" if mask else ""
     bits = param.bits
     name = e.tensor
@@ -52,6 +48,11 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
     whole = bool(per_word) and tv.block is not None and tv.block % per_word == 0
     if whole and _magic_applies(em, e, param):
         return _magic_values(em, e, param, _load_words(em, e, param, row, tv, per_word), per_word, mask)
+    if whole and quant_int8.applies(em.kernel, e):
+        words = _load_words(em, e, param, row, tv, per_word)
+        assert e.zero is not None and e.group is not None
+        zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)})", f"{e.zero}_{name}")
+        return quant_int8.emit_int8_lanes(em, e, param, words, zero, mask)
     if whole:
         codes = _unpack_whole_words(em, e, _load_words(em, e, param, row, tv, per_word), tv, per_word)
     else:
@@ -61,6 +62,11 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
         code = em.bind(f"({code} ^ {1 << (bits - 1)}) - {1 << (bits - 1)}", f"{name}_signed")
     if param.table:  # minifloat / codebook: the code indexes the format's value table (host-computed, exact)
         code = em.bind(f"tl.load({em.tables[name]} + {code})", f"{name}_values")
+    if e.scale is None and e.zero is not None and e.type.dtype == dt.i8:  # two-level, s2 deferred
+        value = f"({code} - {_zero_points(em, e, rows, cols, masked, dt.i32)})"
+        if mask:
+            value = f"tl.where({mask}, {value}, 0)"
+        return f"{em.bind(value, f'{name}_{row_ix.tile}{col_ix.tile}')}.to(tl.int8)"
     if e.scale is None and e.zero is not None:  # code - zero; the scale follows the product (defer_group_scale)
         value = f"({code}.to(tl.float32) - {_zero_points(em, e, rows, cols, masked)})"
         if mask:
@@ -99,10 +105,32 @@ def _integer_levels(em: Emitter, e: ir.QuantLoad, code: str, rows: str, group: s
     (tilec.formats.two_level), so the main loop never leaves the integer domain."""
     assert e.scale is not None and e.zero is not None
     name = e.tensor
+    # One scale and zero point per code even where the tile lies within one group (tile_group): per-row
+    # vectors measured worse at 128 x 128 x 128 / 8 warps on sm_90 (1272 B spilled against none).
     scale = em.bind(f"tl.load({grouped(em, e.scale, rows, group)}{masked}).to(tl.int32)", f"{e.scale}_{name}")
     zero = em.bind(f"tl.load({grouped(em, e.zero, rows, group)}{masked}).to(tl.int32)", f"{e.zero}_{name}")
     # padding lanes hold 0 (passes/masks.py relies on it): their scale was loaded as 0 under the mask
     return f"{em.bind(f'({code} - {zero}) * {scale}', out)}.to(tl.int8)"
+
+
+def _lane_mask(em: Emitter, e: ir.QuantLoad) -> str:
+    row_ix, col_ix = e.index
+    assert isinstance(row_ix, ir.TileIndex) and isinstance(col_ix, ir.TileIndex)
+    masks = []
+    if row_ix.needs_mask:
+        masks.append(f"{em.masks[row_ix.tile]}[:, None]")
+    if col_ix.needs_mask:
+        masks.append(f"{em.masks[col_ix.tile]}[None, :]")
+    return " & ".join(masks)
+
+
+def block_of(em: Emitter, e: ir.QuantLoad) -> tuple[str, int]:
+    """The tile's shape: the row block's name and the K block."""
+    col_ix = e.index[1]
+    assert isinstance(col_ix, ir.TileIndex)
+    block = em.kernel.tile_vars()[col_ix.tile].block
+    assert block is not None
+    return em.block(e.type.axes[0]), block
 
 
 def _row(em: Emitter, tensor: str, rows: str) -> str:
@@ -215,26 +243,26 @@ def _row_vector(em: Emitter, tensor: str, row_ix: ir.TileIndex, tile: str, group
     return f"{em.ptrs[tensor]} + {rows} + {first}" + (f" * {stride1}" if stride1 else "") + masked
 
 
-def _zero_points(em: Emitter, e: ir.QuantLoad, rows: str, cols: str, masked: str) -> str:
-    """f32 zero points: one per row when the tile lies within one group, else one per code."""
+def _zero_points(em: Emitter, e: ir.QuantLoad, rows: str, cols: str, masked: str, dtype: dt.DType = dt.f32) -> str:
+    """Zero points (f32, or ``dtype``): one per row when the tile lies within one group, else one per code."""
     assert e.zero is not None and e.group is not None
     row_ix = e.index[0]
     assert isinstance(row_ix, ir.TileIndex)
     if e.tile_group:
         col_ix = e.index[1]
         assert isinstance(col_ix, ir.TileIndex)
-        zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)}).to(tl.float32)",
+        zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)}).to({dtype.triton})",
                        f"{e.zero}_{e.tensor}")
         return f"{zero}[:, None]"
     group = em.bind(f"{cols} // {strip_parens(em.expr(e.group))}", f"{e.tensor}_group")
-    return em.bind(f"tl.load({grouped(em, e.zero, rows, group)}{masked}).to(tl.float32)", f"{e.zero}_{e.tensor}")
+    return em.bind(f"tl.load({grouped(em, e.zero, rows, group)}{masked}).to({dtype.triton})", f"{e.zero}_{e.tensor}")
 
 
 def emit_group_scale(em: Emitter, e: ir.GroupScale) -> str:
-    """``scale[n, (t * BLOCK_K) // group]`` as f32, one per row of the tile."""
+    """``scale[n, (t * BLOCK_K) // group]`` as f32 (i32 for two-level u8 scales), one per row of the tile."""
     row_ix = e.index[0]
     assert isinstance(row_ix, ir.TileIndex)
-    return em.bind(f"tl.load({_row_vector(em, e.tensor, row_ix, e.tile, e.group)}).to(tl.float32)",
+    return em.bind(f"tl.load({_row_vector(em, e.tensor, row_ix, e.tile, e.group)}).to({e.type.dtype.triton})",
                    f"{e.tensor}_{e.quant}")
 
 

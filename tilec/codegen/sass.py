@@ -27,7 +27,8 @@ _SHARED_STORES = {"STS", "STSM"}  # STSM: Hopper's stmatrix
 _SHARED_LOADS = {"LDS", "LDSM"}
 _LOCAL = {"LDL", "STL"}
 _GLOBAL_LOADS = {"LDG", "LDGSTS"}
-_TENSOR_CORE = {"HMMA", "HGMMA", "IMMA", "IGMMA", "QGMMA", "UTCHMMA", "UTCQMMA", "UTCOMMA"}
+# tensor-core opcodes: mma.sync, wgmma, tcgen05 (sm_100; UTCIMMA is kind::i8)
+_TENSOR_CORE = {"HMMA", "HGMMA", "IMMA", "IGMMA", "QGMMA", "UTCHMMA", "UTCIMMA", "UTCQMMA", "UTCOMMA"}
 
 
 @dataclass(frozen=True)

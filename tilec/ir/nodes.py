@@ -166,8 +166,8 @@ class QuantLoad:
 @dataclass(frozen=True)
 class GroupScale:
     """The group scales of one reduction tile that lies within one group: ``scale[n, (t * BLOCK) // group]``
-    for reduction tile ``tile`` (f32, one per row ``n``); placed after a product by
-    passes/defer_group_scale.py.  ``quant`` names the packed tensor the scales belong to."""
+    for reduction tile ``tile`` (f32, one per row ``n``; i32 after an int32 two-level product); placed after
+    a product by passes/defer_group_scale.py.  ``quant`` names the packed tensor the scales belong to."""
 
     tensor: str
     quant: str
