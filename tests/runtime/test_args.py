@@ -157,6 +157,22 @@ def test_group_expressions_are_checked_like_scalar_groups(group: str, bad_scalar
     assert torch.isnan(out).all()  # nothing launched
 
 
+@pytest.mark.parametrize("split", [1, 2])
+def test_group_expressions_compute_the_right_columns(split: int) -> None:
+    """dequantize(..., half_group * 2): the group is one expression in the code (k // (half_group * 2), never
+    k // half_group * 2, which reads columns past the scales), on the per-weight and deferred-scale paths."""
+    kernel = tilec.compile(GROUP_EXPR.format(group="half_group * 2"), name="wq.tile").wq
+    gen = torch.Generator().manual_seed(12)
+    qt = tilec.quantize(torch.randn(40, 200, generator=gen), "uint4", group_size=64)
+    assert qt.zeros is not None
+    ref_w = qt.dequantize().double()
+    for block in (16, 64):  # K block 64 divides the group: the scale follows each tile's product
+        x, out = torch.randn(3, 200, generator=gen).half(), torch.full((3, 40), float("nan")).half()
+        kernel(x, qt, qt.scales.half(), qt.zeros, out, 32, schedule={"m": 16, "n": 16, "k": block, "split_k": split})
+        ref = x.double() @ ref_w.T
+        assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
+
+
 def test_packed_words_must_cover_the_qtensors_shape() -> None:
     """A QTensor whose words are too few (sliced, or packed at another width) would be read out of bounds."""
     from dataclasses import replace

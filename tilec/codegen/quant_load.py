@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tilec.codegen import quant_int8
-from tilec.codegen.lowering import strip_parens
 from tilec.ir import dtypes as dt
 from tilec.ir import nodes as ir
 from tilec.ir.types import Axis
@@ -75,7 +74,7 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
     if e.scale is None:
         return f"{code}.to({e.type.dtype.triton})"
     assert e.group is not None
-    group = em.bind(f"{cols} // {strip_parens(em.expr(e.group))}", f"{name}_group")
+    group = em.bind(f"{cols} // {em.expr(e.group)}", f"{name}_group")
     if e.type.dtype == dt.i8:
         return _integer_levels(em, e, code, rows, group, masked, f"{name}_{row_ix.tile}{col_ix.tile}")
     if param.e8m0_scales:  # 2 ** (code - 127) built from its bits (exact); code 0 is 2**-127, 255 NaN
@@ -228,7 +227,7 @@ def _row_vector(em: Emitter, tensor: str, row_ix: ir.TileIndex, tile: str, group
     """Load arguments for ``tensor[rows, (t * BLOCK) // group]``, t the reduction tile: one value per row
     (the tile lies within one group: passes/defer_group_scale.py proved it)."""
     tv = em.kernel.tile_vars()[tile]
-    column = f"({em.tile_index[tile]} * {em.block(Axis.tile(tv.name, tv.extent))}) // {strip_parens(em.expr(group))}"
+    column = f"({em.tile_index[tile]} * {em.block(Axis.tile(tv.name, tv.extent))}) // {em.expr(group)}"
     split = next((loop.split for loop in ir.walk_loops(em.kernel.body.body) if loop.tile.name == tile), 1)
     if split > 1 and tile in em.masks:
         # split-K: the last split's run of tiles may pass the end of K (codegen/split_k.py).  Such a tile's
@@ -254,7 +253,7 @@ def _zero_points(em: Emitter, e: ir.QuantLoad, rows: str, cols: str, masked: str
         zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)}).to({dtype.triton})",
                        f"{e.zero}_{e.tensor}")
         return f"{zero}[:, None]"
-    group = em.bind(f"{cols} // {strip_parens(em.expr(e.group))}", f"{e.tensor}_group")
+    group = em.bind(f"{cols} // {em.expr(e.group)}", f"{e.tensor}_group")
     return em.bind(f"tl.load({grouped(em, e.zero, rows, group)}{masked}).to({dtype.triton})", f"{e.zero}_{e.tensor}")
 
 
