@@ -226,9 +226,7 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
             positional.append(torch.empty(grid * abi.split_k * arg.value, dtype=getattr(torch, arg.dtype),
                                           device=device))
         elif arg.kind == "arrivals":  # split-K: per-tile counters, zero at launch (the last split resets them)
-            import torch
-
-            positional.append(torch.zeros(grid, dtype=torch.int32, device=device))
+            positional.append(arrival_counters(device, grid))
         else:
             constexprs[arg.name] = arg.value
     fn = compiled.fn()
@@ -257,6 +255,27 @@ def device_arch(device: Any) -> int:
         major, minor = torch.cuda.get_device_capability(device)
         _ARCHS[key] = 10 * major + minor
     return _ARCHS[key]
+
+
+_COUNTERS: dict[tuple[str, int], Any] = {}
+
+
+def arrival_counters(device: Any, count: int) -> Any:
+    """Zeroed int32 split-K arrival counters for ``count`` tiles.
+
+    On a GPU one buffer per (device, stream) is reused: every launch leaves it zeroed (the last split of
+    each tile resets its counter), and launches on one stream run in order, so no memset per call.  On the
+    CPU (the interpreter, which an exception can stop mid-grid) every launch gets fresh zeros.
+    """
+    import torch
+
+    if device.type != "cuda":
+        return torch.zeros(count, dtype=torch.int32, device=device)
+    key = (str(device), torch.cuda.current_stream(device).cuda_stream)
+    counters = _COUNTERS.get(key)
+    if counters is None or counters.numel() < count:
+        counters = _COUNTERS[key] = torch.zeros(max(count, 1024), dtype=torch.int32, device=device)
+    return counters
 
 
 _TABLES: dict[tuple[str, str], Any] = {}
