@@ -28,8 +28,9 @@ WGMMA_S8 = "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8"
 # (target, BLOCK_M, BLOCK_N, BLOCK_K, warps) -> (bound on instructions per word, the int8 tensor-core PTX);
 # measured (3.9 / 3.6):
 CASES = {
-    ("sm_90", 16, 128, 128, 4): (18, MMA_S8),  # decode: 17.3 / 17.4 (baseline 168.3 / 408.7, 8304 / 1524 B spilled)
-    ("sm_80", 16, 128, 128, 4): (18, MMA_S8),  # decode: 17.1 / 17.4
+    ("sm_90", 16, 128, 128, 4): (17, MMA_S8),  # decode: 16.1 / 16.3 (baseline 168.3 / 408.7, 8304 / 1524 B spilled)
+    ("sm_80", 16, 128, 128, 4): (17, MMA_S8),  # decode: 15.8 (3.9); 17.1 / 17.4 before the ABI's int64 flag
+    #                                            replaced the offline compile's i64 sizes
     ("sm_90", 64, 64, 64, 4): (64, WGMMA_S8),  # the default prefill tile: 51.8 / 62.8 (baseline 213.0 / 256.2)
 }
 

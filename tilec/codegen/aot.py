@@ -71,7 +71,9 @@ def compile_for_gpu(compiled: Any, target: str, dims: Mapping[str, int] | None =
     signature: dict[str, str] = {}
     constexprs: dict[str, int] = {}
     attrs: dict[tuple[int, ...], list[list[Any]]] = {}
-    index_type = "i64" if "tl.int64" in gen.source else "i32"
+    # Sizes and strides are 64-bit only in an int64 specialisation, as Triton's launcher would pass them
+    # (split-K's workspace offsets are int64 in any specialisation, but its sizes are not).
+    index_type = "i64" if gen.abi.int64 else "i32"
     for i, arg in enumerate(gen.abi.args):
         if arg.kind == "tensor":
             param = kernel.param(arg.source)

@@ -42,6 +42,7 @@ class KernelABI:
     args: tuple[Arg, ...]
     grid_tiles: tuple[tuple[str, int], ...]  # (dimension, block) per parallel tile, in grid order
     split_k: int = 1  # the grid's second axis: programs sharing each tile's reduction (split-K)
+    int64: bool = False  # offsets in int64: sizes and strides arrive as 64-bit integers (tensors over 2^31)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class Emitter:
         self.prologue(args)
         self.par_loop(k.body, args[-1].name if group else None)
         header = self.header(fn_name, args)
-        abi = KernelABI(fn_name, tuple(args), tuple((t.dim, t.block or 0) for t in grid_tiles), split)
+        abi = KernelABI(fn_name, tuple(args), tuple((t.dim, t.block or 0) for t in grid_tiles), split, self.int64)
         return GeneratedKernel("\n".join(header + self.lines) + "\n", abi)
 
     def header(self, fn_name: str, args: list[Arg]) -> list[str]:
