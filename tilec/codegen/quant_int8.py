@@ -71,12 +71,21 @@ def permuted_block(kernel: ir.Kernel, e: ir.QuantLoad) -> int | None:
 def permute_activations(em: Emitter, e: ir.Dot, a: str) -> str:
     """``a`` (``e``'s left operand, guarded) in the K order of ``e``'s weight operand, or as it is."""
     load = e.b.operand if isinstance(e.b, ir.Trans) else None
-    if not isinstance(load, ir.QuantLoad) or not applies(em.kernel, load):
+    if not isinstance(load, ir.QuantLoad):
+        return a
+    from tilec.codegen.quant_load import block_of, magic_k_order, permute_word_lanes
+
+    name = f"{a}_k_order" if a.isidentifier() else "a_k_order"
+    per_word = magic_k_order(em.kernel, load)  # f16 magic unpack (quant_load.py): K permuted within words
+    if per_word is not None:
+        _, words_block = block_of(em, load)
+        return em.bind(permute_word_lanes(a, em.block(e.a.type.axes[0]), words_block, per_word), name)
+    if not applies(em.kernel, load):
         return a
     block = permuted_block(em.kernel, load)
     if block is None:
         return a
-    return em.bind(permute_k(a, em.block(e.a.type.axes[0]), block), f"{a}_k_order" if a.isidentifier() else "a_k_order")
+    return em.bind(permute_k(a, em.block(e.a.type.axes[0]), block), name)
 
 
 def permute_k(tile: str, rows: str, block: int) -> str:

@@ -186,6 +186,11 @@ def _magic_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed: s
     1024 + zero (also exact) gives code - zero.  Lanes are reinterpreted as f16 and joined so the last axis
     enumerates a word's codes in stream order (join's new axis is the least significant, so pairing lane s
     with lane s + half at every level yields code index = lane-half * (per_word/2) + s).
+
+    With the scale deferred (:func:`magic_k_order`) the tile is then put in the product's K order: within
+    each word, code ``h * per_word/2 + s`` goes to position ``2s + h``, so each lanes register holds two
+    K-consecutive elements, as every f16 mma operand register does (whatever Triton's kWidth), and no lanes
+    are split and re-paired (docs/architecture.md, the lean W4A16 loop); the activations follow in the dot.
     """
     name, bits = e.tensor, param.bits
     half = per_word // 2
@@ -193,34 +198,78 @@ def _magic_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed: s
     # Signed codes: XOR-ing the sign bit too (it is disjoint from 0x6400's bits, so XOR also sets those)
     # gives 1024 + code + 2**(B-1) in one operation.
     magic = 0x64006400 | ((1 << (bits - 1)) * 0x00010001 if param.signed else 0)
+    row_ix, col_ix = e.index
+    assert isinstance(row_ix, ir.TileIndex) and isinstance(col_ix, ir.TileIndex)
+    assert e.group is not None
+    if e.zero is not None:  # 1024 + zero as f16: the zero point (< 256) in the mantissa of 1024.0
+        zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)})", f"{e.zero}_{name}")
+    permuted = magic_k_order(em.kernel, e) is not None
+    # In the product's K order on a GPU, each lanes register is one mma operand register: subtract 1024 + zero
+    # from both lanes with one sub.f16x2 (Triton's per-f16 subtraction made ptxas swap the halves around an
+    # HADD2 and back).  The interpreter runs no PTX: it subtracts per f16 below (the same exact values).
+    packed_sub = permuted and em.target == "cuda"
+    if packed_sub:
+        lane_bias = (f"(({zero}.to(tl.uint32) | 0x6400) * 0x00010001)[:, None]" if e.zero is not None
+                     else f"tl.full((1, 1), {(magic & 0xFFFF) * 0x00010001:#x}, tl.uint32)")  # 1024 + 2**(B-1)
+        bias2 = em.bind(lane_bias, f"{e.zero or name}_plus_1024_x2")
     pairs = []
     for s in range(half):
         shifted = f"({packed} >> {s * bits})" if s else packed
         lanes = em.bind(f"({shifted} & {field * 0x00010001:#x}) {'^' if param.signed else '|'} {magic:#x}",
                         f"{name}_lanes{s}")
+        if packed_sub:
+            lanes = em.bind(f'tl.inline_asm_elementwise("sub.f16x2 $0, $1, $2;", "=r,r,r", [{lanes}, {bias2}], '
+                            "dtype=tl.uint32, is_pure=True, pack=1)", f"{name}_values{s}")
         lo = f"{lanes}.to(tl.uint16).to(tl.float16, bitcast=True)"
         hi = f"({lanes} >> 16).to(tl.uint16).to(tl.float16, bitcast=True)"
         pairs.append(em.bind(f"tl.join({lo}, {hi})", f"{name}_pair{s}"))
     while len(pairs) > 1:
         n = len(pairs) // 2
         pairs = [em.bind(f"tl.join({pairs[i]}, {pairs[i + n]})", f"{name}_join") for i in range(n)]
-    row_ix, col_ix = e.index
-    assert isinstance(row_ix, ir.TileIndex) and isinstance(col_ix, ir.TileIndex)
     tv = em.kernel.tile_vars()[col_ix.tile]
-    biased = em.bind(f"tl.reshape({pairs[0]}, ({em.block(e.type.axes[0])}, {tv.block}))", f"{name}_plus_1024")
-    assert e.group is not None
-    if e.zero is not None:  # 1024 + zero as f16: the zero point (< 256) in the mantissa of 1024.0
-        zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)})", f"{e.zero}_{name}")
-        bias = em.bind(f"({zero}.to(tl.uint16) | 0x6400).to(tl.float16, bitcast=True)[:, None]", f"{e.zero}_plus_1024")
+    joined = f"tl.reshape({pairs[0]}, ({em.block(e.type.axes[0])}, {tv.block}))"
+    if packed_sub:
+        value = joined
     else:
-        bias = repr(1024.0 + (1 << (bits - 1) if param.signed else 0))
-    value = f"({biased} - {bias})"
+        biased = em.bind(joined, f"{name}_plus_1024")
+        if e.zero is not None:
+            bias = em.bind(f"({zero}.to(tl.uint16) | 0x6400).to(tl.float16, bitcast=True)[:, None]",
+                           f"{e.zero}_plus_1024")
+        else:
+            bias = repr(1024.0 + (1 << (bits - 1) if param.signed else 0))
+        value = f"({biased} - {bias})"
     if e.scale is not None:
         scale = em.bind(f"tl.load({_row_vector(em, e.scale, row_ix, col_ix.tile, e.group)})", f"{e.scale}_{name}")
         value = f"{value} * {scale}[:, None]"
     if mask:  # padding lanes hold 0, as plain masked loads do (passes/masks.py relies on it)
         value = f"tl.where({mask}, {value}, 0.0)"
-    return em.bind(value, f"{name}_{row_ix.tile}{col_ix.tile}")
+    if not permuted:
+        return em.bind(value, f"{name}_{row_ix.tile}{col_ix.tile}")
+    stream = em.bind(value, f"{name}_stream")
+    em.line(f"# {name}: K permuted within each word (lane pairs (s, s + {half}) are mma operand registers);"
+            " the activations follow")
+    rows, block = block_of(em, e)
+    return em.bind(permute_word_lanes(stream, rows, block, per_word), f"{name}_{row_ix.tile}{col_ix.tile}")
+
+
+def magic_k_order(kernel: ir.Kernel, e: ir.QuantLoad) -> int | None:
+    """Codes per word when ``e`` is emitted in the product's K order (f16 magic unpack, scale deferred:
+    defer_group_scale puts such a load only under a product's transpose; whole words), else None."""
+    param = kernel.param(e.tensor)
+    if not isinstance(param, ir.PackedParam) or param.bits not in (1, 2, 4, 8) or param.table:
+        return None
+    if e.scale is not None or not e.tile_group or e.type.dtype != dt.f16 or e.group is None:
+        return None
+    col_ix = e.index[1]
+    block = kernel.tile_vars()[col_ix.tile].block if isinstance(col_ix, ir.TileIndex) else None
+    per_word = 32 // param.bits
+    return per_word if block is not None and block % per_word == 0 else None
+
+
+def permute_word_lanes(tile: str, rows: str, block: int, per_word: int) -> str:
+    """Within each word, stream order ``[lane h, s]`` (code h * per_word/2 + s) -> ``[s, lane h]``."""
+    shape = f"({rows}, {block // per_word}, 2, {per_word // 2})"
+    return f"tl.reshape(tl.permute(tl.reshape({tile}, {shape}), (0, 1, 3, 2)), ({rows}, {block}))"
 
 
 def _row_vector(em: Emitter, tensor: str, row_ix: ir.TileIndex, tile: str, group: ir.Expr) -> str:
