@@ -45,6 +45,8 @@ def emit_quant_load(em: Emitter, e: ir.QuantLoad) -> str:
     tv = em.kernel.tile_vars()[col_ix.tile]
     per_word = 32 // bits if 32 % bits == 0 else 0
     whole = bool(per_word) and tv.block is not None and tv.block % per_word == 0
+    if whole and denormal_applies(em.kernel, e):
+        return _denormal_values(em, e, param, _load_words(em, e, param, row, tv, per_word), per_word, mask)
     if whole and _magic_applies(em, e, param):
         return _magic_values(em, e, param, _load_words(em, e, param, row, tv, per_word), per_word, mask)
     if whole and quant_int8.applies(em.kernel, e):
@@ -252,6 +254,76 @@ def _magic_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed: s
     return em.bind(permute_word_lanes(stream, rows, block, per_word), f"{name}_{row_ix.tile}{col_ix.tile}")
 
 
+DENORMAL_EXP = 9  # _denormal_values computes (code - zero) * 2**-9; emit_group_scale multiplies by 2**9
+
+
+def denormal_applies(kernel: ir.Kernel, e: ir.QuantLoad) -> bool:
+    """Unsigned codes in the product's K order (:func:`magic_k_order`): the f16 denormal unpack."""
+    param = kernel.param(e.tensor)
+    return magic_k_order(kernel, e) is not None and isinstance(param, ir.PackedParam) and not param.signed
+
+
+def _denormal_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed: str, per_word: int,
+                     mask: str) -> str:
+    """f16 ``(code - zero) * 2**-9`` in the product's K order, three instructions per two codes at most.
+
+    Lanes register s holds codes s and s + per_word/2 of a word (bits ``s*B`` and ``s*B + 16``), as in
+    :func:`_magic_values`, but without the 1024.0 exponent: a 16-bit lane holding ``code << r`` (all below
+    bit 10) *is* the f16 subnormal ``code * 2**(r - 24)``, so one fused multiply-add per register,
+    ``lanes * 2**(15 - r) - zero * 2**-9``, gives ``(code - zero) * 2**-9`` in both lanes, exactly (an 8-bit
+    integer times a power of two, one rounding of an exact value).  ``r`` is the field's offset past the
+    word's shift, a multiple of 8, so one shift serves the lanes of a byte (uint4: ``w`` and ``w >> 8``
+    serve all four registers: 1 shift, 4 AND, 4 HFMA2 per word).  The 2**-9 is exact and undone on the
+    product's f32 group scale (:func:`emit_group_scale`).  On a GPU each register takes one
+    ``fma.rn.f16x2`` (PTX keeps f16 subnormals without ``.ftz``); the interpreter computes the same f16
+    values one lane at a time.  Then the permutation of :func:`_magic_values`' docstring.
+    """
+    name, bits = e.tensor, param.bits
+    half = per_word // 2
+    field = (1 << bits) - 1
+    row_ix, col_ix = e.index
+    assert isinstance(row_ix, ir.TileIndex) and isinstance(col_ix, ir.TileIndex) and e.group is not None
+    gpu = em.target == "cuda"
+    unit = repr(2.0**-DENORMAL_EXP)
+    if e.zero is not None:
+        zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)})", f"{e.zero}_{name}")
+        bias = em.bind(f"({zero}.to(tl.float16) * -{unit})[:, None]", f"{e.zero}_{name}_scaled")  # exact
+    else:
+        bias = em.bind("tl.full((1, 1), 0.0, tl.float16)", f"{name}_no_zero")
+    if gpu:  # -zero * 2**-9 in both lanes
+        bias = em.bind(f"{bias}.to(tl.uint16, bitcast=True).to(tl.uint32) * 0x00010001", f"{bias}_x2")
+    shifted: dict[int, str] = {}
+    pairs = []
+    for s in range(half):
+        shift, r = (s * bits) // 8 * 8, (s * bits) % 8
+        if shift not in shifted:
+            shifted[shift] = em.bind(f"{packed} >> {shift}", f"{name}_shr{shift}") if shift else packed
+        lanes = em.bind(f"{shifted[shift]} & {(field << r) * 0x00010001:#x}", f"{name}_lanes{s}")
+        mult = 2.0 ** (24 - r - DENORMAL_EXP)
+        if gpu:
+            f16x2 = ((24 - r - DENORMAL_EXP + 15) << 10) * 0x00010001  # f16 2**(15 - r) in both lanes
+            lanes = em.bind(f'tl.inline_asm_elementwise("{{ .reg .b32 m; mov.b32 m, {f16x2:#x}; '
+                            f'fma.rn.f16x2 $0, $1, m, $2; }}", "=r,r,r", [{lanes}, {bias}], dtype=tl.uint32, '
+                            f"is_pure=True, pack=1)", f"{name}_values{s}")
+            lo = f"{lanes}.to(tl.uint16).to(tl.float16, bitcast=True)"
+            hi = f"({lanes} >> 16).to(tl.uint16).to(tl.float16, bitcast=True)"
+        else:
+            lo = f"{lanes}.to(tl.uint16).to(tl.float16, bitcast=True) * {mult!r} + {bias}"
+            hi = f"({lanes} >> 16).to(tl.uint16).to(tl.float16, bitcast=True) * {mult!r} + {bias}"
+        pairs.append(em.bind(f"tl.join({lo}, {hi})", f"{name}_pair{s}"))
+    while len(pairs) > 1:
+        n = len(pairs) // 2
+        pairs = [em.bind(f"tl.join({pairs[i]}, {pairs[i + n]})", f"{name}_join") for i in range(n)]
+    rows, block = block_of(em, e)
+    value = f"tl.reshape({pairs[0]}, ({rows}, {block}))"
+    if mask:  # padding lanes hold 0, as plain masked loads do (passes/masks.py relies on it)
+        value = f"tl.where({mask}, {value}, 0.0)"
+    stream = em.bind(value, f"{name}_stream")
+    em.line(f"# {name}: K permuted within each word (lane pairs (s, s + {half}) are mma operand registers);"
+            " the activations follow")
+    return em.bind(permute_word_lanes(stream, rows, block, per_word), f"{name}_{row_ix.tile}{col_ix.tile}")
+
+
 def magic_k_order(kernel: ir.Kernel, e: ir.QuantLoad) -> int | None:
     """Codes per word when ``e`` is emitted in the product's K order (f16 magic unpack, scale deferred:
     defer_group_scale puts such a load only under a product's transpose; whole words), else None."""
@@ -307,11 +379,19 @@ def _zero_points(em: Emitter, e: ir.QuantLoad, rows: str, cols: str, masked: str
 
 
 def emit_group_scale(em: Emitter, e: ir.GroupScale) -> str:
-    """``scale[n, (t * BLOCK_K) // group]`` as f32 (i32 for two-level u8 scales), one per row of the tile."""
+    """``scale[n, (t * BLOCK_K) // group]`` as f32 (i32 for two-level u8 scales), one per row of the tile;
+    times 2**9 where the product's weights came from :func:`_denormal_values` (exact: a power of two)."""
     row_ix = e.index[0]
     assert isinstance(row_ix, ir.TileIndex)
-    return em.bind(f"tl.load({_row_vector(em, e.tensor, row_ix, e.tile, e.group)}).to({e.type.dtype.triton})",
-                   f"{e.tensor}_{e.quant}")
+    value = f"tl.load({_row_vector(em, e.tensor, row_ix, e.tile, e.group)}).to({e.type.dtype.triton})"
+    loads = [q for stmt in ir.walk_stmts(em.kernel.body.body) if isinstance(stmt, (ir.Assign, ir.Store))
+             for q in ir.walk_exprs(stmt.value) if isinstance(q, ir.QuantLoad) and q.tensor == e.quant
+             and q.scale is None and q.tile_group]
+    denormal = {denormal_applies(em.kernel, q) for q in loads}
+    assert len(denormal) <= 1, f"{e.quant}: products in two unpack scalings"
+    if denormal == {True}:
+        value = f"{value} * {float(2**DENORMAL_EXP)!r}"
+    return em.bind(value, f"{e.tensor}_{e.quant}")
 
 
 def _gather_codes(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, row: str, cols: str, mask: str,
