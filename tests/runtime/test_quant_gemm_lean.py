@@ -13,6 +13,7 @@ import torch
 
 import tilec
 from tests.runtime.test_quant_gemm import WIDTHS, kernel
+from tilec.ir import dtypes as dt
 
 DEFERRED = {"m": 16, "n": 32, "k": 64}  # 4 products per thread: the scale follows the product
 PER_WEIGHT = {"m": 64, "n": 64, "k": 64, "num_warps": 1}  # 128 per thread: one scale per row, per weight
@@ -70,3 +71,54 @@ def test_unaligned_group_keeps_the_per_weight_scale() -> None:
     ref = x.double() @ qt.dequantize().double().T
     assert ((out.double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
     assert "* scale_w)" not in source and "(w_codes.to(tl.float32) - zero_w) * scale_w" in source
+
+
+@pytest.mark.parametrize("permuted", [True, False], ids=["k_order", "stream_order"])
+@pytest.mark.parametrize("fmt", ["uint4", "uint2", "uint1", "uint8", "int4"])
+def test_both_k_orders_of_the_f16_unpack_match(fmt: str, permuted: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """codegen/quant_load.py puts the deferred f16 tile in the product's K order (lane pairs (s, s + half)
+    of each word adjacent, the activations permuted alike; unsigned codes through the f16-subnormal unpack
+    and a 2**9 on the group scale); the stream order (magic_k_order off) must give the same products.
+    Masked tails (N = 65, K = 200) and NaN-poisoned outputs, as above."""
+    from tilec.codegen import quant_load
+
+    if not permuted:
+        monkeypatch.setattr(quant_load, "magic_k_order", lambda kernel, e: None)
+    k = kernel(fmt)  # a fresh Kernel: nothing specialised before the patch is reused
+    bits = int(fmt[-1])
+    gen = torch.Generator().manual_seed(300 + bits)
+    n, kk, group = 65, 200, 64
+    qt = tilec.quantize(torch.randn(n, kk, generator=gen), fmt, group_size=group)
+    w = qt.dequantize().double()
+    for m, schedule in ((7, DEFERRED), (20, {"m": 16, "n": 16, "k": 32})):
+        x = torch.randn(m, kk, generator=gen).half()
+        out, source = run(k, qt, x, group, schedule)
+        ref = x.double() @ w.T
+        err = ((out.double() - ref).abs().max() / ref.abs().max()).item()
+        assert err <= 2 * 2.0**-10, f"{fmt} M={m}: {err:.3e}"
+    assert ("x_mk_k_order = tl.reshape(tl.permute(" in source) == permuted
+    assert ("* 512.0" in source) == (permuted and fmt.startswith("uint"))  # the subnormal unpack's 2**-9, undone
+    gpu = k.specialize({"M": 7, "N": 65, "K": 200, "G": 4}, {"T": dt.f16}, target="cuda",
+                       schedule=DEFERRED, scalars={"group": group}).source
+    asm = "fma.rn.f16x2" if fmt.startswith("uint") else "sub.f16x2"  # one PTX op per lanes register on a GPU
+    assert (asm in gpu) == permuted and "inline_asm" not in source
+
+
+def test_every_uint4_code_and_zero_point_unpacks_exactly() -> None:
+    """The f16-subnormal unpack for every uint4 code q and zero point z (row n has zero point n in every
+    group, codes run through 0..15 along K), scale 1: one-hot activations read each (q - z) back exactly."""
+    from tilec.formats.qtensor import QTensor
+    from tilec.ir.packing import PackedLayout, pack
+
+    n, kk, group = 16, 200, 64
+    groups = -(-kk // group)
+    codes = ((torch.arange(kk)[None, :] + torch.arange(n)[:, None] * 7) % 16).to(torch.uint8)
+    zeros = torch.arange(n, dtype=torch.uint8)[:, None].expand(n, groups).contiguous()
+    layout = PackedLayout(4)
+    words = pack(codes, layout)
+    assert isinstance(words, torch.Tensor)
+    qt = QTensor("uint4", "affine", (n, kk), group, layout, (words,), torch.ones(n, groups, dtype=torch.float16), zeros)
+    x = torch.eye(kk, dtype=torch.float16)
+    out, source = run(kernel("uint4"), qt, x, group)
+    assert "* 512.0" in source
+    assert torch.equal(out, (codes.T.float() - torch.arange(n).float()).half())
