@@ -74,11 +74,11 @@ def test_unaligned_group_keeps_the_per_weight_scale() -> None:
 
 
 @pytest.mark.parametrize("permuted", [True, False], ids=["k_order", "stream_order"])
-@pytest.mark.parametrize("fmt", ["uint4", "uint2", "uint1", "uint8", "int4"])
+@pytest.mark.parametrize("fmt", ["uint4", "uint2", "uint1", "uint8", "int4", "int2", "int8"])
 def test_both_k_orders_of_the_f16_unpack_match(fmt: str, permuted: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """codegen/quant_load.py puts the deferred f16 tile in the product's K order (lane pairs (s, s + half)
-    of each word adjacent, the activations permuted alike; unsigned codes through the f16-subnormal unpack
-    and a 2**9 on the group scale); the stream order (magic_k_order off) must give the same products.
+    of each word adjacent, the activations permuted alike; codes through the f16-subnormal unpack and a
+    2**9 on the group scale); the stream order (magic_k_order off) must give the same products.
     Masked tails (N = 65, K = 200) and NaN-poisoned outputs, as above."""
     from tilec.codegen import quant_load
 
@@ -97,11 +97,10 @@ def test_both_k_orders_of_the_f16_unpack_match(fmt: str, permuted: bool, monkeyp
         err = ((out.double() - ref).abs().max() / ref.abs().max()).item()
         assert err <= 2 * 2.0**-10, f"{fmt} M={m}: {err:.3e}"
     assert ("x_mk_k_order = tl.reshape(tl.permute(" in source) == permuted
-    assert ("* 512.0" in source) == (permuted and fmt.startswith("uint"))  # the subnormal unpack's 2**-9, undone
+    assert ("* 512.0" in source) == permuted  # the subnormal unpack's 2**-9, undone on the group scale
     gpu = k.specialize({"M": 7, "N": 65, "K": 200, "G": 4}, {"T": dt.f16}, target="cuda",
                        schedule=DEFERRED, scalars={"group": group}).source
-    asm = "fma.rn.f16x2" if fmt.startswith("uint") else "sub.f16x2"  # one PTX op per lanes register on a GPU
-    assert (asm in gpu) == permuted and "inline_asm" not in source
+    assert ("fma.rn.f16x2" in gpu) == permuted and "inline_asm" not in source  # one PTX op per lanes register
 
 
 def test_every_uint4_code_and_zero_point_unpacks_exactly() -> None:

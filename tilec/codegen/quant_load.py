@@ -188,11 +188,6 @@ def _magic_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed: s
     1024 + zero (also exact) gives code - zero.  Lanes are reinterpreted as f16 and joined so the last axis
     enumerates a word's codes in stream order (join's new axis is the least significant, so pairing lane s
     with lane s + half at every level yields code index = lane-half * (per_word/2) + s).
-
-    With the scale deferred (:func:`magic_k_order`) the tile is then put in the product's K order: within
-    each word, code ``h * per_word/2 + s`` goes to position ``2s + h``, so each lanes register holds two
-    K-consecutive elements, as every f16 mma operand register does (whatever Triton's kWidth), and no lanes
-    are split and re-paired (docs/architecture.md, the lean W4A16 loop); the activations follow in the dot.
     """
     name, bits = e.tensor, param.bits
     half = per_word // 2
@@ -200,67 +195,42 @@ def _magic_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed: s
     # Signed codes: XOR-ing the sign bit too (it is disjoint from 0x6400's bits, so XOR also sets those)
     # gives 1024 + code + 2**(B-1) in one operation.
     magic = 0x64006400 | ((1 << (bits - 1)) * 0x00010001 if param.signed else 0)
-    row_ix, col_ix = e.index
-    assert isinstance(row_ix, ir.TileIndex) and isinstance(col_ix, ir.TileIndex)
-    assert e.group is not None
-    if e.zero is not None:  # 1024 + zero as f16: the zero point (< 256) in the mantissa of 1024.0
-        zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)})", f"{e.zero}_{name}")
-    permuted = magic_k_order(em.kernel, e) is not None
-    # In the product's K order on a GPU, each lanes register is one mma operand register: subtract 1024 + zero
-    # from both lanes with one sub.f16x2 (Triton's per-f16 subtraction made ptxas swap the halves around an
-    # HADD2 and back).  The interpreter runs no PTX: it subtracts per f16 below (the same exact values).
-    packed_sub = permuted and em.target == "cuda"
-    if packed_sub:
-        lane_bias = (f"(({zero}.to(tl.uint32) | 0x6400) * 0x00010001)[:, None]" if e.zero is not None
-                     else f"tl.full((1, 1), {(magic & 0xFFFF) * 0x00010001:#x}, tl.uint32)")  # 1024 + 2**(B-1)
-        bias2 = em.bind(lane_bias, f"{e.zero or name}_plus_1024_x2")
     pairs = []
     for s in range(half):
         shifted = f"({packed} >> {s * bits})" if s else packed
         lanes = em.bind(f"({shifted} & {field * 0x00010001:#x}) {'^' if param.signed else '|'} {magic:#x}",
                         f"{name}_lanes{s}")
-        if packed_sub:
-            lanes = em.bind(f'tl.inline_asm_elementwise("sub.f16x2 $0, $1, $2;", "=r,r,r", [{lanes}, {bias2}], '
-                            "dtype=tl.uint32, is_pure=True, pack=1)", f"{name}_values{s}")
         lo = f"{lanes}.to(tl.uint16).to(tl.float16, bitcast=True)"
         hi = f"({lanes} >> 16).to(tl.uint16).to(tl.float16, bitcast=True)"
         pairs.append(em.bind(f"tl.join({lo}, {hi})", f"{name}_pair{s}"))
     while len(pairs) > 1:
         n = len(pairs) // 2
         pairs = [em.bind(f"tl.join({pairs[i]}, {pairs[i + n]})", f"{name}_join") for i in range(n)]
+    row_ix, col_ix = e.index
+    assert isinstance(row_ix, ir.TileIndex) and isinstance(col_ix, ir.TileIndex)
     tv = em.kernel.tile_vars()[col_ix.tile]
-    joined = f"tl.reshape({pairs[0]}, ({em.block(e.type.axes[0])}, {tv.block}))"
-    if packed_sub:
-        value = joined
+    biased = em.bind(f"tl.reshape({pairs[0]}, ({em.block(e.type.axes[0])}, {tv.block}))", f"{name}_plus_1024")
+    assert e.group is not None
+    if e.zero is not None:  # 1024 + zero as f16: the zero point (< 256) in the mantissa of 1024.0
+        zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)})", f"{e.zero}_{name}")
+        bias = em.bind(f"({zero}.to(tl.uint16) | 0x6400).to(tl.float16, bitcast=True)[:, None]", f"{e.zero}_plus_1024")
     else:
-        biased = em.bind(joined, f"{name}_plus_1024")
-        if e.zero is not None:
-            bias = em.bind(f"({zero}.to(tl.uint16) | 0x6400).to(tl.float16, bitcast=True)[:, None]",
-                           f"{e.zero}_plus_1024")
-        else:
-            bias = repr(1024.0 + (1 << (bits - 1) if param.signed else 0))
-        value = f"({biased} - {bias})"
+        bias = repr(1024.0 + (1 << (bits - 1) if param.signed else 0))
+    value = f"({biased} - {bias})"
     if e.scale is not None:
         scale = em.bind(f"tl.load({_row_vector(em, e.scale, row_ix, col_ix.tile, e.group)})", f"{e.scale}_{name}")
         value = f"{value} * {scale}[:, None]"
     if mask:  # padding lanes hold 0, as plain masked loads do (passes/masks.py relies on it)
         value = f"tl.where({mask}, {value}, 0.0)"
-    if not permuted:
-        return em.bind(value, f"{name}_{row_ix.tile}{col_ix.tile}")
-    stream = em.bind(value, f"{name}_stream")
-    em.line(f"# {name}: K permuted within each word (lane pairs (s, s + {half}) are mma operand registers);"
-            " the activations follow")
-    rows, block = block_of(em, e)
-    return em.bind(permute_word_lanes(stream, rows, block, per_word), f"{name}_{row_ix.tile}{col_ix.tile}")
+    return em.bind(value, f"{name}_{row_ix.tile}{col_ix.tile}")
 
 
 DENORMAL_EXP = 9  # _denormal_values computes (code - zero) * 2**-9; emit_group_scale multiplies by 2**9
 
 
 def denormal_applies(kernel: ir.Kernel, e: ir.QuantLoad) -> bool:
-    """Unsigned codes in the product's K order (:func:`magic_k_order`): the f16 denormal unpack."""
-    param = kernel.param(e.tensor)
-    return magic_k_order(kernel, e) is not None and isinstance(param, ir.PackedParam) and not param.signed
+    """Codes in the product's K order (:func:`magic_k_order`) take the f16-subnormal unpack."""
+    return magic_k_order(kernel, e) is not None
 
 
 def _denormal_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed: str, per_word: int,
@@ -271,12 +241,18 @@ def _denormal_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed
     :func:`_magic_values`, but without the 1024.0 exponent: a 16-bit lane holding ``code << r`` (all below
     bit 10) *is* the f16 subnormal ``code * 2**(r - 24)``, so one fused multiply-add per register,
     ``lanes * 2**(15 - r) - zero * 2**-9``, gives ``(code - zero) * 2**-9`` in both lanes, exactly (an 8-bit
-    integer times a power of two, one rounding of an exact value).  ``r`` is the field's offset past the
-    word's shift, a multiple of 8, so one shift serves the lanes of a byte (uint4: ``w`` and ``w >> 8``
-    serve all four registers: 1 shift, 4 AND, 4 HFMA2 per word).  The 2**-9 is exact and undone on the
-    product's f32 group scale (:func:`emit_group_scale`).  On a GPU each register takes one
-    ``fma.rn.f16x2`` (PTX keeps f16 subnormals without ``.ftz``); the interpreter computes the same f16
-    values one lane at a time.  Then the permutation of :func:`_magic_values`' docstring.
+    integer times a power of two, one rounding of an exact value).  Shifts are by whole bytes (``r < 8``),
+    so one serves every field of a byte (uint4: ``w`` and ``w >> 8`` serve the four registers: 1 shift,
+    4 AND, 4 HFMA2 per word).  Signed codes flip their sign bit in the same AND-XOR (``code + 2**(B-1)``)
+    and take ``-2**(B-1) * 2**-9`` as the bias.  The 2**-9 is exact and undone on the product's f32 group
+    scale (:func:`emit_group_scale`).  On a GPU each register takes one ``fma.rn.f16x2`` (PTX keeps f16
+    subnormals without ``.ftz``); the interpreter computes the same f16 values one lane at a time.
+
+    *The K order.*  A dot does not depend on its K order, only on both operands using the same one.  Within
+    each word, code ``h * per_word/2 + s`` (lane h of register s) goes to position ``2s + h``: each lanes
+    register then holds two K-consecutive elements, as every f16 mma operand register does (whatever
+    Triton's kWidth), so no lanes are split and re-paired; the activations are permuted alike where the
+    product is emitted (quant_int8.permute_activations).  Padding lanes are zeroed before the permutation.
     """
     name, bits = e.tensor, param.bits
     half = per_word // 2
@@ -289,7 +265,8 @@ def _denormal_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed
         zero = em.bind(f"tl.load({_row_vector(em, e.zero, row_ix, col_ix.tile, e.group)})", f"{e.zero}_{name}")
         bias = em.bind(f"({zero}.to(tl.float16) * -{unit})[:, None]", f"{e.zero}_{name}_scaled")  # exact
     else:
-        bias = em.bind("tl.full((1, 1), 0.0, tl.float16)", f"{name}_no_zero")
+        offset = -(1 << (bits - 1)) * 2.0**-DENORMAL_EXP if param.signed else 0.0  # signed: code + 2**(B-1) below
+        bias = em.bind(f"tl.full((1, 1), {offset!r}, tl.float16)", f"{name}_no_zero")
     if gpu:  # -zero * 2**-9 in both lanes
         bias = em.bind(f"{bias}.to(tl.uint16, bitcast=True).to(tl.uint32) * 0x00010001", f"{bias}_x2")
     shifted: dict[int, str] = {}
@@ -298,7 +275,8 @@ def _denormal_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed
         shift, r = (s * bits) // 8 * 8, (s * bits) % 8
         if shift not in shifted:
             shifted[shift] = em.bind(f"{packed} >> {shift}", f"{name}_shr{shift}") if shift else packed
-        lanes = em.bind(f"{shifted[shift]} & {(field << r) * 0x00010001:#x}", f"{name}_lanes{s}")
+        flip = f" ^ {((1 << (bits - 1)) << r) * 0x00010001:#x}" if param.signed else ""  # two's complement + 2**(B-1)
+        lanes = em.bind(f"({shifted[shift]} & {(field << r) * 0x00010001:#x}){flip}", f"{name}_lanes{s}")
         mult = 2.0 ** (24 - r - DENORMAL_EXP)
         if gpu:
             f16x2 = ((24 - r - DENORMAL_EXP + 15) << 10) * 0x00010001  # f16 2**(15 - r) in both lanes
@@ -325,7 +303,7 @@ def _denormal_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed
 
 
 def magic_k_order(kernel: ir.Kernel, e: ir.QuantLoad) -> int | None:
-    """Codes per word when ``e`` is emitted in the product's K order (f16 magic unpack, scale deferred:
+    """Codes per word when ``e`` is emitted in the product's K order (the f16-subnormal unpack, scale deferred:
     defer_group_scale puts such a load only under a product's transpose; whole words), else None."""
     param = kernel.param(e.tensor)
     if not isinstance(param, ir.PackedParam) or param.bits not in (1, 2, 4, 8) or param.table:
