@@ -34,7 +34,7 @@ def test_compile_specialises_on_group_sizes_and_split_k(capsys: pytest.CaptureFi
     base = ["compile", str(EXAMPLES / "w4a16.tile"), "--shape", "M=1,N=4096,K=4096,G=32"]
     assert main([*base, "--scalar", "group=128", "--schedule", "m=16,n=64,k=128,split_k=4"]) == 0
     out = capsys.readouterr().out
-    assert "tl.dot(x_mk, tl.trans(w_nk)) * scale_w" in out and "tl.atomic_add(" in out
+    assert "tl.dot(x_mk_k_order, tl.trans(w_nk)) * scale_w" in out and "tl.atomic_add(" in out  # K order: quant_load.py
     assert main([*base, "--scalar", "group=96", "--schedule", "m=16,n=64,k=128"]) == 0  # 128 does not divide 96
     assert "* scale_w)" not in capsys.readouterr().out
     assert main([*base, "--scalar", "grp=128"]) == 2
