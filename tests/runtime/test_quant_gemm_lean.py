@@ -22,7 +22,7 @@ PER_WEIGHT = {"m": 64, "n": 64, "k": 64, "num_warps": 1}  # 128 per thread: one 
 def run(k: tilec.Kernel, qt: tilec.QTensor, x: torch.Tensor, group: int,
         schedule: dict[str, int] = DEFERRED) -> tuple[torch.Tensor, str]:
     n = qt.shape[0]
-    out = torch.full((x.shape[0], n), float("nan"), dtype=x.dtype)
+    out = torch.full((x.shape[0], n), float("nan"), dtype=x.dtype, device=x.device)
     args = [x, qt, qt.scales] + ([] if qt.zeros is None else [qt.zeros]) + [out, group]
     k(*args, schedule=schedule)
     return out, k.triton_code(*args, schedule=schedule)
@@ -121,3 +121,21 @@ def test_every_uint4_code_and_zero_point_unpacks_exactly() -> None:
     out, source = run(kernel("uint4"), qt, x, group)
     assert "* 512.0" in source
     assert torch.equal(out, (codes.T.float() - torch.arange(n).float()).half())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("fmt", ["uint4", "int4"])
+def test_subnormal_unpack_on_gpu(fmt: str) -> None:
+    """The decode tile's GPU form (one fma.rn.f16x2 per lanes register, f16 subnormal inputs) against
+    float64, group 128 so the scale follows the product; masked N and K tails."""
+    k = kernel(fmt)
+    gen = torch.Generator().manual_seed(11)
+    n, kk, group = 4099, 8195, 128
+    qt = tilec.quantize(torch.randn(n, kk, generator=gen), fmt, group_size=group)
+    w = qt.dequantize().double()
+    x = torch.randn(16, kk, generator=gen).half()
+    out, source = run(k, qt.to("cuda"), x.cuda(), group, {"m": 16, "n": 128, "k": 128, "num_warps": 4})
+    ref = x.double() @ w.T
+    assert "fma.rn.f16x2" in source
+    assert ((out.cpu().double() - ref).abs().max() / ref.abs().max()).item() <= 2 * 2.0**-10
