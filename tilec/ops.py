@@ -29,6 +29,7 @@ from tilec.formats.qtensor import QTensor, scheme_of
 from tilec.ir.packing import PackedLayout
 from tilec.ir.signature import TABLE_DECODED, is_packed_format
 from tilec.ops_act_quant import linear_quantized_activations
+from tilec.ops_epilogue import bias_param, check_activation, epilogue
 from tilec.ops_w4a8 import linear_two_level
 from tilec.runtime.kernel import Kernel
 
@@ -41,7 +42,6 @@ def linear(x: Tensor[M, K, T], w: Tensor[N, K, {fmt}], scale: Tensor[N, G, {scal
             acc += x[m, k] @ {weight}.T
         out[m, n] = {result}.to(T)
 """
-_ACTIVATIONS = {None: "{}", "silu": "silu({})", "gelu": "gelu({})", "relu": "maximum({}, 0.0)"}
 _KERNELS: dict[tuple[str, bool, str | None], Kernel] = {}
 
 
@@ -51,8 +51,7 @@ def _check(fmt: str, activation: str | None) -> None:
     if not is_packed_format(fmt):  # the only text that reaches the spec: a validated format name
         raise ArgumentError(f"tilec.ops.linear supports uint1..uint8, int2..int8 and "
                             f"{', '.join(sorted(TABLE_DECODED))}, not '{fmt}'")
-    if activation not in _ACTIVATIONS:
-        raise ArgumentError(f"unknown activation '{activation}'", hint="one of: silu, gelu, relu, or None")
+    check_activation(activation)
 
 
 def _kernel(fmt: str, has_bias: bool, activation: str | None = None) -> Kernel:
@@ -69,8 +68,7 @@ def _kernel(fmt: str, has_bias: bool, activation: str | None = None) -> Kernel:
         text = _SPEC.format(
             fmt=fmt, scale_type="u8" if coded else "T", weight=weight,
             zero_param="" if signed else "zero: Tensor[N, G, u8], ",
-            bias_param="bias: Tensor[N, T], " if has_bias else "",
-            result="(" + _ACTIVATIONS[activation].format("acc + bias[n]" if has_bias else "acc") + ")",
+            bias_param=bias_param(has_bias), result=epilogue("acc", has_bias, activation),
         ).replace("{zero}", "None" if signed else "zero")
         _KERNELS[key] = compile_spec(text, name=f"<tilec.ops.linear {fmt}>").linear
     return _KERNELS[key]
@@ -168,18 +166,15 @@ def _check_scaled(fa: str, fw: str, activation: str | None) -> None:
     if schemes not in (("mx", "mx"), ("nvfp4", "nvfp4")):  # validated names only reach the spec
         raise ArgumentError(f"block-scaled activations need both operands MX (any mxfp*/mxint8) or both nvfp4, "
                             f"not {fa} x {fw}")
-    if activation not in _ACTIVATIONS:
-        raise ArgumentError(f"unknown activation '{activation}'", hint="one of: silu, gelu, relu, or None")
+    check_activation(activation)
 
 
 def _scaled_kernel(fa: str, fw: str, has_bias: bool, activation: str | None) -> Kernel:
     _check_scaled(fa, fw, activation)
     key = (fa, fw, has_bias, activation)
     if key not in _SCALED_KERNELS:
-        scaled = "acc * tensor_scale" + (" + bias[n]" if has_bias else "")
-        text = _SCALED_SPEC.format(fa=fa, fw=fw, g=16 if fa == "nvfp4" else 32,
-                                   bias_param="bias: Tensor[N, T], " if has_bias else "",
-                                   result="(" + _ACTIVATIONS[activation].format(scaled) + ")")
+        text = _SCALED_SPEC.format(fa=fa, fw=fw, g=16 if fa == "nvfp4" else 32, bias_param=bias_param(has_bias),
+                                   result=epilogue("acc * tensor_scale", has_bias, activation))
         _SCALED_KERNELS[key] = compile_spec(text, name=f"<tilec.ops.linear {fa} x {fw}>").linear
     return _SCALED_KERNELS[key]
 

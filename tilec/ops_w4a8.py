@@ -23,6 +23,7 @@ from tilec.errors import ArgumentError
 from tilec.formats.qtensor import QTensor
 from tilec.ir.packing import PackedLayout
 from tilec.ops_act_quant import quantize_per_token
+from tilec.ops_epilogue import bias_param, check_activation, epilogue
 from tilec.runtime.kernel import Kernel
 
 _SPEC = """
@@ -41,22 +42,16 @@ _KERNELS: dict[tuple[str, bool, str | None], Kernel] = {}
 
 def _check(fmt: str, activation: str | None) -> None:
     """The variant's names, checked without compiling (traceable by torch.compile; the op compiles)."""
-    from tilec.ops import _ACTIVATIONS
-
     if fmt not in _FORMATS:  # the only text that reaches the spec: a validated format name
         raise ArgumentError(f"two-level weights have uint1..uint8 codes, not '{fmt}'")
-    if activation not in _ACTIVATIONS:
-        raise ArgumentError(f"unknown activation '{activation}'", hint="one of: silu, gelu, relu, or None")
+    check_activation(activation)
 
 
 def _kernel(fmt: str, has_bias: bool, activation: str | None) -> Kernel:
-    from tilec.ops import _ACTIVATIONS
-
     _check(fmt, activation)
     key = (fmt, has_bias, activation)
     if key not in _KERNELS:
-        text = _SPEC.format(fmt=fmt, bias_param="bias: Tensor[N, T], " if has_bias else "",
-                            result="(" + _ACTIVATIONS[activation].format("y + bias[n]" if has_bias else "y") + ")")
+        text = _SPEC.format(fmt=fmt, bias_param=bias_param(has_bias), result=epilogue("y", has_bias, activation))
         _KERNELS[key] = compile_spec(text, name=f"<tilec.ops.linear w4a8 {fmt}>").linear
     return _KERNELS[key]
 

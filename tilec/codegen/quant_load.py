@@ -203,9 +203,7 @@ def _magic_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed: s
         lo = f"{lanes}.to(tl.uint16).to(tl.float16, bitcast=True)"
         hi = f"({lanes} >> 16).to(tl.uint16).to(tl.float16, bitcast=True)"
         pairs.append(em.bind(f"tl.join({lo}, {hi})", f"{name}_pair{s}"))
-    while len(pairs) > 1:
-        n = len(pairs) // 2
-        pairs = [em.bind(f"tl.join({pairs[i]}, {pairs[i + n]})", f"{name}_join") for i in range(n)]
+    pairs = [_join_tree(em, pairs, name)]
     row_ix, col_ix = e.index
     assert isinstance(row_ix, ir.TileIndex) and isinstance(col_ix, ir.TileIndex)
     tv = em.kernel.tile_vars()[col_ix.tile]
@@ -289,9 +287,7 @@ def _denormal_values(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, packed
             lo = f"{lanes}.to(tl.uint16).to(tl.float16, bitcast=True) * {mult!r} + {bias}"
             hi = f"({lanes} >> 16).to(tl.uint16).to(tl.float16, bitcast=True) * {mult!r} + {bias}"
         pairs.append(em.bind(f"tl.join({lo}, {hi})", f"{name}_pair{s}"))
-    while len(pairs) > 1:
-        n = len(pairs) // 2
-        pairs = [em.bind(f"tl.join({pairs[i]}, {pairs[i + n]})", f"{name}_join") for i in range(n)]
+    pairs = [_join_tree(em, pairs, name)]
     rows, block = block_of(em, e)
     value = f"tl.reshape({pairs[0]}, ({rows}, {block}))"
     if mask:  # padding lanes hold 0, as plain masked loads do (passes/masks.py relies on it)
@@ -388,3 +384,11 @@ def _gather_codes(em: Emitter, e: ir.QuantLoad, param: ir.PackedParam, row: str,
                      f"{name}_hi")
         codes = f"({codes} | tl.where({spill}[None, :], {hi} << ((32 - {shift}) & 31)[None, :], 0))"
     return codes
+
+
+def _join_tree(em: Emitter, pairs: list[str], name: str) -> str:
+    """Join lane pairs ``[p0, p1, ...]`` pairwise (``p_i`` with ``p_{i + n/2}``) into one tile's last axis."""
+    while len(pairs) > 1:
+        n = len(pairs) // 2
+        pairs = [em.bind(f"tl.join({pairs[i]}, {pairs[i + n]})", f"{name}_join") for i in range(n)]
+    return pairs[0]
