@@ -106,27 +106,3 @@ def test_a_scaled_lowering_is_refused_for_older_targets() -> None:
     pinned = dataclasses.replace(native, _respecialize=None)
     with pytest.raises(BackendError, match="only for sm_100 or newer, not sm_90"):
         compile_for_gpu(pinned, "sm_90", dims)
-
-
-NVFP4_GEMM = """
-def nv_gemm(a: Tensor[M, K, nvfp4], a_scale: Tensor[M, G, u8], w: Tensor[N, K, nvfp4], w_scale: Tensor[N, G, u8],
-            out: Tensor[M, N, T], a_tensor_scale: f32, w_tensor_scale: f32):
-    for m, n in tiles(M, N):
-        acc = zeros([m, n], f32)
-        for k in tiles(K):
-            acc += dequantize(a[m, k], a_scale, None, 16).to(T) @ dequantize(w[n, k], w_scale, None, 16).to(T).T
-        out[m, n] = (acc * (a_tensor_scale * w_tensor_scale)).to(T)
-"""
-
-
-def test_nvfp4_products_use_the_native_mxf4nvf4_mma_on_sm_100() -> None:
-    dims = {"M": 4096, "N": 4096, "K": 4096, "G": 256}
-    compiled = tilec.compile(NVFP4_GEMM, name="nvfp4.tile").nv_gemm.specialize(dims, {"T": dt.f16}, target="cuda")
-    native = compile_for_gpu(compiled, "sm_100", dims)
-    assert "tl.float8e4nv, bitcast=True" in compiled.for_arch(100).source  # e4m3 scales, typed
-    assert "ttng.tc_gen5_mma_scaled" in native.asm["ttgir"]
-    assert "tcgen05.mma.cta_group::1.kind::mxf4nvf4.block_scale" in native.asm["ptx"]
-    report = native.ptxas()
-    assert report.spill_stores == 0 and report.spill_loads == 0, report.text
-    hopper = compile_for_gpu(compiled, "sm_90", dims)
-    assert "ttng.warp_group_dot" in hopper.asm["ttgir"]

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import tilec
+from tilec.codegen.aot import compile_for_gpu
 from tilec.errors import BackendError
 from tilec.ir import dtypes as dt
 from tilec.passes.interpreter_workarounds import interpreter_decodes_e4m3_scales, interpreter_runs_dot_scaled
@@ -225,3 +226,17 @@ def test_packed_words_addressed_as_bytes_switch_to_int64_offsets_sooner() -> Non
     for words, wide in ((small["a"], False), (HugeWords(), True)):
         bound = argbind.Bound({**small, "w": words}, {}, dims, {"T": dt.f16}, torch.device("cpu"))
         assert ("tl.int64" in k._for_launch(bound, None).source) == wide
+
+
+@pytest.mark.aot
+def test_nvfp4_products_use_the_native_mxf4nvf4_mma_on_sm_100() -> None:
+    dims = {"M": 4096, "N": 4096, "K": 4096, "G": 256}
+    compiled = tilec.compile(NVFP4_SPEC, name="nvfp4.tile").nv_gemm.specialize(dims, {"T": dt.f16}, target="cuda")
+    native = compile_for_gpu(compiled, "sm_100", dims)
+    assert "tl.float8e4nv, bitcast=True" in compiled.for_arch(100).source  # e4m3 scales, typed
+    assert "ttng.tc_gen5_mma_scaled" in native.asm["ttgir"]
+    assert "tcgen05.mma.cta_group::1.kind::mxf4nvf4.block_scale" in native.asm["ptx"]
+    report = native.ptxas()
+    assert report.spill_stores == 0 and report.spill_loads == 0, report.text
+    hopper = compile_for_gpu(compiled, "sm_90", dims)
+    assert "ttng.warp_group_dot" in hopper.asm["ttgir"]
