@@ -72,7 +72,7 @@ def test_integer_partials_are_exact_and_the_sum_is_deterministic() -> None:
 def test_generated_code_joins_partials_before_the_epilogue() -> None:
     k = tilec.compile(EXAMPLES_DIR / "gemm_epilogue.tile").gemm_bias_gelu_residual
     src = k.triton_code(M=1, N=4096, K=4096, T="f16", schedule={"split_k": 4})
-    assert "tl.program_id(axis=1)" in src and 'tl.atomic_add(tile_arrivals_ptr + pid, 1, sem="acq_rel")' in src
+    assert "tl.program_id(axis=2)" in src and 'tl.atomic_add(tile_arrivals_ptr + pid, 1, sem="acq_rel")' in src
     assert "tl.debug_barrier()" in src and 'cache_modifier=".cg"' in src
     join = re.search(r"^( *)if arrived == SPLIT_K - 1:$", src, re.M)
     assert join is not None

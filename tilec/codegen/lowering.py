@@ -68,9 +68,10 @@ def _const(em: Emitter, e: ir.Expr) -> str:
 
 @lowers(ir.ScalarArg)
 @lowers(ir.DimValue)
+@lowers(ir.GridValue)
 @lowers(ir.Var)
 def _name(em: Emitter, e: ir.Expr) -> str:
-    assert isinstance(e, (ir.ScalarArg, ir.DimValue, ir.Var))
+    assert isinstance(e, (ir.ScalarArg, ir.DimValue, ir.GridValue, ir.Var))
     return em.names[e.name]
 
 

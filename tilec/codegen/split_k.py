@@ -62,8 +62,9 @@ def join_partials(em: Emitter, loop: ir.SeqLoop) -> None:
     """After the split loop: publish this split's partials, count arrivals, and open the last split's block."""
     types = _partial_types(em.kernel, loop)
     split, count = em.split_index, em.split_const
-    em.line(f"# split-K: publish this split's partial sums; the last of the {count} splits to arrive adds them up")
-    tile_id = em.bind(f"{em.pid}.to(tl.int64) * {count}", "first_partial")
+    how = "merges them by log-sum-exp" if loop.softmax_state is not None else "adds them up"
+    em.line(f"# split: publish this split's partials; the last of the {count} splits to arrive {how}")
+    tile_id = em.bind(f"{em.flat_tile}.to(tl.int64) * {count}", "first_partial")
     offsets: dict[str, str] = {}
     for name in loop.partials:
         offsets[name] = em.bind(_tile_offsets(em, types[name]), f"{name}_partial_offs")
@@ -72,9 +73,14 @@ def join_partials(em: Emitter, loop: ir.SeqLoop) -> None:
                 f"{em.names[name]})")
     em.line("tl.debug_barrier()  # every thread's partials are written before the arrival is counted")
     arrived = em.namer.fresh("arrived")
-    em.line(f'{arrived} = tl.atomic_add({em.arrivals_ptr} + {em.pid}, 1, sem="acq_rel")')
+    em.line(f'{arrived} = tl.atomic_add({em.arrivals_ptr} + {em.flat_tile}, 1, sem="acq_rel")')
     em.line(f"if {arrived} == {count} - 1:")
     em.depth += 1
+    if loop.softmax_state is not None:
+        _merge_softmax(em, loop, types, tile_id, offsets)
+        em.line(f"tl.store({em.arrivals_ptr} + {em.flat_tile}, 0)")
+        em.depth -= 1
+        return
     em.line("# the last split: sum every split's partials in split order (deterministic), reset the counter")
     for name in loop.partials:
         numel = " * ".join(em.block(a) for a in types[name].axes) or "1"
@@ -83,8 +89,46 @@ def join_partials(em: Emitter, loop: ir.SeqLoop) -> None:
         step = em.namer.fresh("other_split")
         em.line(f"for {step} in tl.static_range(1, {count}):")
         em.line(f'    {em.names[name]} += tl.load({ptr} + {step} * ({numel}), cache_modifier=".cg")')
-    em.line(f"tl.store({em.arrivals_ptr} + {em.pid}, 0)")
+    em.line(f"tl.store({em.arrivals_ptr} + {em.flat_tile}, 0)")
     em.depth -= 1
+
+
+def _merge_softmax(em: Emitter, loop: ir.SeqLoop, types: dict[str, TileType], tile_id: str,
+                   offsets: dict[str, str]) -> None:
+    """The last split of an online-softmax loop merges by log-sum-exp: with M the largest running max,
+    every split's accumulators and sum are weighted by exp(m_s - M) (0 for a split that saw no visible key)."""
+    assert loop.softmax_state is not None
+    max_name, sum_name = loop.softmax_state
+    count = em.split_const
+
+    def ptr(name: str, split: str) -> str:
+        numel = " * ".join(em.block(a) for a in types[name].axes) or "1"
+        return f"{em.partial_ptrs[name]} + ({tile_id} + {split}) * ({numel}) + {offsets[name]}"
+
+    em.line("# the last split: merge every split's partials by log-sum-exp, in split order (deterministic)")
+    peak = em.namer.fresh("merged_max")
+    em.line(f'{peak} = tl.load({ptr(max_name, "0")}, cache_modifier=".cg")')
+    step = em.namer.fresh("other_split")
+    em.line(f"for {step} in tl.static_range(1, {count}):")
+    em.line(f'    {peak} = tl.maximum({peak}, tl.load({ptr(max_name, step)}, cache_modifier=".cg"))')
+    used = em.namer.fresh("merged_max_used")
+    em.line(f'{used} = tl.where({peak} == float("-inf"), 0.0, {peak})')
+    for name in loop.partials:
+        if name != max_name:
+            em.line(f"{em.names[name]} = tl.zeros({em.shape(types[name])}, tl.float32)")
+    step = em.namer.fresh("each_split")
+    em.line(f"for {step} in tl.static_range(0, {count}):")
+    em.depth += 1
+    weight = em.namer.fresh("split_weight")
+    em.line(f'{weight} = tl.exp(tl.load({ptr(max_name, step)}, cache_modifier=".cg") - {used})')
+    for name in loop.partials:
+        if name == max_name:
+            continue
+        w = weight if types[name].rank == 1 else f"{weight}[:, None]"
+        em.line(f'{em.names[name]} += tl.load({ptr(name, step)}, cache_modifier=".cg") * {w}')
+    em.depth -= 1
+    em.line(f"{em.names[max_name]} = {peak}")
+    assert sum_name in loop.partials
 
 
 def _partial_types(kernel: ir.Kernel, loop: ir.SeqLoop) -> dict[str, TileType]:

@@ -41,7 +41,8 @@ class KernelABI:
     fn_name: str
     args: tuple[Arg, ...]
     grid_tiles: tuple[tuple[str, int], ...]  # (dimension, block) per parallel tile, in grid order
-    split_k: int = 1  # the grid's second axis: programs sharing each tile's reduction (split-K)
+    split_k: int = 1  # the grid's third axis: programs sharing each tile's reduction (split-K, split-KV)
+    grid_points: tuple[str, ...] = ()  # dimensions of the range() axes: the grid's second axis, their product
     int64: bool = False  # offsets in int64: sizes and strides arrive as 64-bit integers (tensors over 2^31)
 
 
@@ -73,6 +74,7 @@ class Emitter:
         self.full_offsets: dict[str, str] = {}
         self.blocks: dict[str, str] = {}  # tile variable / full dimension -> constexpr name
         self.lines: list[str] = []
+        self.last_comment = -1  # the spec line of the latest comment
         self.depth = 1
         self.pid = ""  # the program's tile number (axis 0 of the grid)
         # split-K (codegen/split_k.py): the split's number, the SPLIT_K constexpr, workspace and counters
@@ -84,6 +86,8 @@ class Emitter:
             self.names[p.name] = self.namer.claim(p.name)
         for d in kernel.dims:
             self.names[d] = self.namer.claim(d)
+        for point in kernel.body.points:
+            self.names[point.name] = self.namer.claim(point.name)
         for stmt in ir.walk_stmts(kernel.body.body):
             if isinstance(stmt, ir.Assign) and stmt.declares:
                 self.names[stmt.name] = self.namer.claim(stmt.name)
@@ -93,9 +97,12 @@ class Emitter:
         self.lines.append("    " * self.depth + text)
 
     def comment(self, span: Span) -> None:
+        if self.last_comment == span.line:
+            return  # consecutive statements from one spec line (a pass's rewrite of it) share its comment
         text = span.source.line(span.line).strip()
         text = "".join(c if c.isprintable() else "?" for c in text)
         self.line(f"# {os.path.basename(span.source.name)}:{span.line}  {text}")
+        self.last_comment = span.line
 
     def bind(self, code: str, hint: str) -> str:
         """Give ``code`` a name (for values used more than once)."""
@@ -159,7 +166,8 @@ class Emitter:
         self.prologue(args)
         self.par_loop(k.body, args[-1].name if group else None)
         header = self.header(fn_name, args)
-        abi = KernelABI(fn_name, tuple(args), tuple((t.dim, t.block or 0) for t in grid_tiles), split, self.int64)
+        abi = KernelABI(fn_name, tuple(args), tuple((t.dim, t.block or 0) for t in grid_tiles), split, int64=self.int64,
+                        grid_points=tuple(p.dim for p in k.body.points))
         return GeneratedKernel("\n".join(header + self.lines) + "\n", abi)
 
     def header(self, fn_name: str, args: list[Arg]) -> list[str]:
@@ -212,9 +220,12 @@ class Emitter:
         pid = self.namer.fresh("pid")
         self.line(f"{pid} = tl.program_id(axis=0)")
         self.pid = pid
+        self.flat_tile = pid  # the program's (tile, grid position) number: split-K's workspace and counters
+        if loop.points:
+            self.grid_points(loop)
         if self.split_const is not None:
             self.split_index = self.namer.fresh("split")
-            self.line(f"{self.split_index} = tl.program_id(axis=1)  # which share of the reduction (split-K)")
+            self.line(f"{self.split_index} = tl.program_id(axis=2)  # which share of the reduction loop (split)")
         counts = []
         for tv in loop.tiles:
             count = self.namer.fresh(f"num_tiles_{tv.name}")
@@ -253,6 +264,24 @@ class Emitter:
                 self.line(f"{mask} = {offs} < {self.extent_of_dim(dim)}")
                 self.masks[":" + dim] = mask
         self.stmts(loop.body)
+
+    def grid_points(self, loop: ir.ParLoop) -> None:
+        """The range() axes: the grid's second axis enumerates their positions, the last fastest."""
+        point = self.namer.fresh("point")
+        self.line(f"{point} = tl.program_id(axis=1)  # " + ", ".join(f"{p.name} in range({p.dim})" for p in loop.points))
+        rest = point
+        for i in range(len(loop.points) - 1, -1, -1):
+            p = loop.points[i]
+            if i == 0:
+                self.line(f"{self.names[p.name]} = {rest}")
+            else:
+                self.line(f"{self.names[p.name]} = {rest} % {self.extent(p.extent)}")
+                nxt = self.namer.fresh("point_rest")
+                self.line(f"{nxt} = {rest} // {self.extent(p.extent)}")
+                rest = nxt
+        flat = self.namer.fresh("program")
+        self.line(f"{flat} = {point} * tl.num_programs(axis=0) + {self.pid}")
+        self.flat_tile = flat
 
     def seq_loop(self, loop: ir.SeqLoop) -> None:
         self.comment(loop.span)
@@ -324,14 +353,32 @@ class Emitter:
     def address(self, tensor: str, index: tuple[ir.Index, ...]) -> tuple[str, str]:
         param = self.kernel.param(tensor)
         assert isinstance(param, ir.TensorParam)
-        rank = sum(1 for ix in index if not isinstance(ix, ir.PointIndex))
+        rank = len(self.blocks_of_index(tensor, index))
         terms: list[str] = [self.ptrs[tensor]]
         masks: list[str] = []
         pos = 0
+        gathered: dict[Axis, int] = {}  # a gather's tile axis -> its position in the loaded tile
+        scalar_masks: list[str] = []
         for axis, (ix, extent) in enumerate(zip(index, param.dims)):
             stride = self.strides.get((tensor, axis))
             if isinstance(ix, ir.PointIndex):
                 offs = self.expr(ix.value)
+                if ix.needs_mask:
+                    value = self.bind(offs, "position")
+                    offs = value
+                    scalar_masks.append(f"({value} >= 0) & ({value} < {self.extent(extent)})")
+            elif isinstance(ix, ir.GatherIndex):
+                tile_axis = ix.value.type.axes[0]
+                if tile_axis not in gathered:
+                    gathered[tile_axis] = pos
+                    pos += 1
+                expand = _expand(gathered[tile_axis], rank)
+                value = self.bind(strip_parens(self.expr(ix.value)), "gathered")
+                bounds = f"({value} >= 0) & ({value} < {self.extent(extent)})"
+                lane = self.masks.get((":" + tile_axis.name) if tile_axis.kind == "full" else tile_axis.name)
+                masks.append(f"({bounds}{' & ' + lane if lane else ''}){expand}" if expand
+                             else f"{bounds}{' & ' + lane if lane else ''}")
+                offs = f"{value}{expand}"
             else:
                 expand = _expand(pos, rank)
                 if isinstance(ix, ir.TileIndex):
@@ -349,7 +396,29 @@ class Emitter:
                 offs += expand
                 pos += 1
             terms.append(f"{offs} * {stride}" if stride else offs)
+        if scalar_masks:
+            cond = " & ".join(f"({m})" for m in scalar_masks)
+            if rank == 0:
+                masks = [cond]
+            else:  # the interpreter rejects `tile_mask & scalar`: select between the tile mask and False
+                shape = "(" + ", ".join(self.blocks_of_index(tensor, index)) + ",)"
+                lanes = " & ".join(masks) if masks else f"tl.full({shape}, True, tl.int1)"
+                masks = [f"tl.where({cond}, {lanes}, False)"]
         return " + ".join(terms), " & ".join(masks)
+
+    def blocks_of_index(self, tensor: str, index: tuple[ir.Index, ...]) -> list[str]:
+        """The block of each axis of the tile that ``tensor[index]`` loads or stores."""
+        out: list[str] = []
+        seen: list[Axis] = []
+        for ix in index:
+            if isinstance(ix, ir.TileIndex):
+                out.append(self.blocks[ix.tile])
+            elif isinstance(ix, ir.FullIndex):
+                out.append(self.blocks[":" + ix.dim])
+            elif isinstance(ix, ir.GatherIndex) and ix.value.type.axes[0] not in seen:
+                seen.append(ix.value.type.axes[0])
+                out.append(self.block(ix.value.type.axes[0]))
+        return out
 
     def load(self, e: ir.Load) -> str:
         addr, mask = self.address(e.tensor, e.index)

@@ -78,6 +78,8 @@ class _Builder(ExprTyper):
                 self.params[p.name] = ir.ScalarParam(p.name, dtype, p.span)
         self.scopes: list[_Scope] = []
         self.tiles: dict[str, ir.TileVar] = {}  # every tile variable seen (names are kernel-unique)
+        self.points: dict[str, ir.GridPoint] = {}  # range() axes of the parallel loop
+        self.loop_stack: list[str] = []  # tile variables of the sequential loops being checked, outermost first
         self.active_tiles: set[str] = set()
         self.out_of_scope: dict[str, Span] = {}
 
@@ -126,12 +128,57 @@ class _Builder(ExprTyper):
         return out
 
     def _par_loop(self, stmt: ast.For) -> ir.ParLoop:
-        tiles = self._tile_vars(stmt)
+        it = stmt.iter
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "product":
+            tiles, points = self._product(stmt, it)
+        else:
+            tiles, points = self._tile_vars(stmt), []
         if len(tiles) > 3:
-            raise TileSyntaxError("a parallel tile loop covers at most 3 dimensions", stmt.span)
+            raise TileSyntaxError("a parallel tile loop covers at most 3 tiled dimensions", stmt.span)
         self.active_tiles |= {t.name for t in tiles}
         body = self._block(stmt.body)
-        return ir.ParLoop(tuple(tiles), body, stmt.span)
+        return ir.ParLoop(tuple(tiles), body, stmt.span, tuple(points))
+
+    def _product(self, stmt: ast.For, it: ast.Call) -> tuple[list[ir.TileVar], list[ir.GridPoint]]:
+        """``product(range(B), range(H), tiles(M))``: one program per position of each ``range`` axis and
+        per tile of the ``tiles`` axes (itertools.product's meaning); ranges first, tiles last."""
+        hint = "e.g. `for b, h, m in product(range(B), range(H), tiles(M)):`"
+        if it.keywords or not it.args:
+            raise TileSyntaxError("product() takes range(D) and tiles(...) parts", it.span, hint=hint)
+        parts: list[tuple[str, ast.Expr]] = []
+        for part in it.args:
+            if not (isinstance(part, ast.Call) and isinstance(part.func, ast.Name)
+                    and part.func.id in ("range", "tiles") and not part.keywords and part.args):
+                raise TileSyntaxError("product() takes range(D) and tiles(...) parts", _span(part), hint=hint)
+            if part.func.id == "range" and len(part.args) != 1:
+                raise TileSyntaxError("range() takes one dimension name here", part.span,
+                                      hint="`range(B)`: one program per position of B")
+            parts += [(part.func.id, dim) for dim in part.args]
+        if len(parts) != len(stmt.targets):
+            raise TileSyntaxError(f"{len(stmt.targets)} loop variable(s) for {len(parts)} dimension(s)", stmt.span,
+                                  hint="one loop variable per range() or tiles() dimension")
+        kinds = [kind for kind, _ in parts]
+        if "tiles" in kinds and "range" in kinds[kinds.index("tiles"):]:
+            raise TileSyntaxError("range() parts come before tiles() parts in product()", it.span, hint=hint)
+        tiles: list[ir.TileVar] = []
+        points: list[ir.GridPoint] = []
+        for target, (kind, dim) in zip(stmt.targets, parts):
+            if not isinstance(dim, ast.Name) or dim.id not in self.dims:
+                raise TileNameError(f"{kind}() takes dimension names declared in the parameters", _span(dim),
+                                    hint="known dimensions: " + (", ".join(self.dims) or "none"))
+            name = check_identifier(target.id, target.span, "loop variable")
+            self._check_fresh(name, target.span)
+            if kind == "range":
+                point = ir.GridPoint(name, dim.id, self.dims[dim.id], target.span)
+                self.points[name] = point
+                points.append(point)
+            else:
+                tv = ir.TileVar(name, dim.id, self.dims[dim.id], target.span)
+                self.tiles[name] = tv
+                tiles.append(tv)
+        if not tiles:
+            raise TileSyntaxError("product() needs at least one tiles() part", it.span, hint=hint)
+        return tiles, points
 
     def _seq_loop(self, stmt: ast.For) -> ir.SeqLoop:
         tiles = self._tile_vars(stmt)
@@ -139,7 +186,9 @@ class _Builder(ExprTyper):
             raise TileSyntaxError("a sequential tile loop walks one dimension", stmt.span,
                                   hint="nest one `for k in tiles(K):` loop per dimension")
         self.active_tiles.add(tiles[0].name)
+        self.loop_stack.append(tiles[0].name)
         body = self._block(stmt.body)
+        self.loop_stack.pop()
         self.active_tiles.discard(tiles[0].name)
         return ir.SeqLoop(tiles[0], body, stmt.span)
 
@@ -180,8 +229,8 @@ class _Builder(ExprTyper):
         if not isinstance(target, ast.Name):
             raise TileSyntaxError("only a name or a tensor element can be assigned", _span(target))
         name = target.id
-        if name in self.params or name in self.dims or name in self.tiles:
-            raise TileNameError(f"'{name}' is a parameter, dimension or tile variable and cannot be reassigned",
+        if name in self.params or name in self.dims or name in self.tiles or name in self.points:
+            raise TileNameError(f"'{name}' is a parameter, dimension or loop variable and cannot be reassigned",
                                 target.span, hint="assign to a new name")
         check_identifier(name, target.span, "variable")
         known = self._lookup(name)
@@ -217,12 +266,18 @@ class _Builder(ExprTyper):
     def _store(self, target: ast.Subscript, value: ir.Expr, span: Span) -> ir.Store:
         tensor = self._tensor(target.value)
         index, ttype = self.index(tensor, target)
+        if any(isinstance(ix, ir.GatherIndex) for ix in index):
+            raise TileTypeError(f"storing through a gather index (a scatter) into '{tensor.name}' is not supported",
+                                span, hint="store with tile variables, ':' or scalar integers")
         if broadcast_axes(value.type.axes, ttype.axes) != ttype.axes:
             raise TileShapeError(f"cannot store {value.type} into {tensor.name}[...] of shape {ttype}", span,
                                  hint="the stored tile must match (or broadcast to) the indexed tile")
         if value.type.dtype != tensor.dtype:
             value = ir.Cast(value, value.type.with_dtype(tensor.dtype), value.span)
         return ir.Store(tensor.name, index, value, span)
+
+    def innermost_loop_tile(self) -> str | None:
+        return self.loop_stack[-1] if self.loop_stack else None
 
     # ------------------------------------------------------------------- names
     def _lookup(self, name: str) -> TileType | None:
@@ -232,7 +287,8 @@ class _Builder(ExprTyper):
         return None
 
     def _check_fresh(self, name: str, span: Span) -> None:
-        if name in self.tiles or name in self.params or name in self.dims or self._lookup(name) is not None:
+        if (name in self.tiles or name in self.points or name in self.params or name in self.dims
+                or self._lookup(name) is not None):
             raise TileNameError(f"'{name}' is already defined", span, hint="tile variables need kernel-unique names")
 
     def name(self, node: ast.Name) -> ir.Expr:
@@ -248,6 +304,8 @@ class _Builder(ExprTyper):
                                 hint=f"e.g. {name}[{', '.join('m' for _ in param.dims)}] with tile variables")
         if name in self.dims:
             return ir.DimValue(name, TileType((), dt.i32), node.span)
+        if name in self.points:
+            return ir.GridValue(name, TileType((), dt.i32), node.span)
         if name in self.tiles:
             raise TileTypeError(f"'{name}' is a tile variable, not a value", node.span,
                                 hint=f"use it to index tensors, or index({name}) for its positions")
@@ -346,8 +404,12 @@ class _Builder(ExprTyper):
         for pos, (ix, extent) in enumerate(zip(node.indices, tensor.dims)):
             entry, axis = self._index_entry(tensor, pos, ix, extent)
             index.append(entry)
-            if axis is not None:
-                axes.append(axis)
+            if axis is None:
+                continue
+            if isinstance(entry, ir.GatherIndex) and any(
+                    isinstance(prev, ir.GatherIndex) and prev.value.type.axes[0] == axis for prev in index[:-1]):
+                continue  # gathers along the same tile axis: one axis of the result (pool[page, slot, :])
+            axes.append(axis)
         return tuple(index), TileType(tuple(axes), tensor.dtype)
 
     def _index_entry(self, tensor: ir.TensorParam, pos: int, ix: ast.Expr,
@@ -383,11 +445,13 @@ class _Builder(ExprTyper):
             raise TileShapeError("None adds an axis to a tile value, not to a tensor index", ix.span,
                                  hint="load first, then broadcast: v = x[m]; v[:, None]")
         value = self.expr(ix)
-        if value.type.rank:
-            raise TileTypeError(f"indexing by a tile ({value.type}) is a gather, not supported yet", _span(ix),
-                                hint="index with tile variables, ':' or a scalar integer")
         if not value.type.dtype.is_int:
             raise TileTypeError(f"an index must be an integer, not {value.type.dtype.name}", _span(ix))
+        if value.type.rank:
+            if value.type.rank != 1 or value.type.axes[0].kind == "one":
+                raise TileShapeError(f"a gather index is a 1-D integer tile, not {value.type}", _span(ix),
+                                     hint="e.g. pool[table[b, index(n) // BS], index(n) % BS, h, :]")
+            return ir.GatherIndex(value), value.type.axes[0]
         return ir.PointIndex(value), None
 
     def symbolic(self, e: ir.Expr) -> sympy.Expr:

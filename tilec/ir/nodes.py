@@ -72,6 +72,17 @@ class TileVar:
     block: int | None = None
 
 
+@dataclass(frozen=True)
+class GridPoint:
+    """``range(B)`` in a parallel loop header (``for b, h, m in product(range(B), range(H), tiles(M))``):
+    one program per position of ``dim``; inside the loop ``name`` is that position, a scalar i32."""
+
+    name: str
+    dim: str
+    extent: sympy.Expr
+    span: Span
+
+
 # ----------------------------------------------------------------------------
 # expressions
 
@@ -93,6 +104,15 @@ class ScalarArg:
 @dataclass(frozen=True)
 class DimValue:
     """The size of a dimension used as a value (``sum(x, axis=1) / N``)."""
+
+    name: str
+    type: TileType
+    span: Span
+
+
+@dataclass(frozen=True)
+class GridValue:
+    """The position of a parallel ``range`` axis (a :class:`GridPoint`) in this program: a scalar i32."""
 
     name: str
     type: TileType
@@ -126,12 +146,24 @@ class FullIndex:
 
 @dataclass(frozen=True)
 class PointIndex:
-    """A scalar integer index: the axis is dropped."""
+    """A scalar integer index: the axis is dropped.  ``needs_mask``: not provably in bounds (the masks pass
+    clears it for a grid position over the axis's own dimension, or a constant inside it)."""
+
+    value: Expr
+    needs_mask: bool = True
+
+
+@dataclass(frozen=True)
+class GatherIndex:
+    """An integer tile as an index (a gather): ``pool[pages, slots, h, :]`` with ``pages`` an i32 tile ``[n]``
+    reads one row per lane of ``n``.  The tile's axis becomes the load's axis (index entries gathering along
+    the same tile axis share it).  Lanes outside ``0 <= value < extent`` and padding lanes of the index tile
+    read 0 (the mask is never proved away: the values are data)."""
 
     value: Expr
 
 
-Index = TileIndex | FullIndex | PointIndex
+Index = TileIndex | FullIndex | PointIndex | GatherIndex
 
 
 @dataclass(frozen=True)
@@ -310,8 +342,23 @@ class Trans:
     span: Span
 
 
+@dataclass(frozen=True)
+class Softmax:
+    """``softmax(s, axis)`` or ``logsumexp(s, axis)`` (``fn``) where the axis is the tile of the enclosing
+    sequential loop: the softmax over the loop's *whole* dimension (this tile's block of it), or the
+    log-sum-exp over the whole dimension.  Only ``acc += softmax(s, axis=1) @ v`` and ``lse = logsumexp(s,
+    axis=1)`` may use them; passes/online_softmax.py rewrites both into the online form (running max, running
+    sum, rescaled accumulators), and none reaches code generation."""
+
+    operand: Expr
+    axis: int
+    type: TileType
+    span: Span
+    fn: str = "softmax"  # "softmax" | "logsumexp"
+
+
 Expr = (
-    Const | ScalarArg | DimValue | Var | Load | QuantLoad | GroupScale | TilePositions | Unary | Binary | Compare
+    Const | ScalarArg | DimValue | GridValue | Var | Softmax | Load | QuantLoad | GroupScale | TilePositions | Unary | Binary | Compare
     | Where | Math | Cast | Reduce | Dot | ScaledDot | Full | View | Trans
 )
 
@@ -348,6 +395,9 @@ class SeqLoop:
     span: Span
     split: int = 1
     partials: tuple[str, ...] = ()
+    # passes/online_softmax.py: (running max, running sum) of the softmax this loop computes online; a
+    # split loop then merges its partials by log-sum-exp instead of adding them
+    softmax_state: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -357,6 +407,7 @@ class ParLoop:
     tiles: tuple[TileVar, ...]
     body: tuple[Stmt, ...]
     span: Span
+    points: tuple[GridPoint, ...] = ()  # range() axes: the grid's second axis, row-major (last fastest)
 
 
 Stmt = Assign | Store | SeqLoop | ParLoop
@@ -405,7 +456,7 @@ def walk_loops(body: tuple[Stmt, ...]) -> list[SeqLoop]:
 
 def children(expr: Expr) -> tuple[Expr, ...]:
     """The sub-expressions of ``expr`` (index offsets included), for generic walks."""
-    if isinstance(expr, (Unary, Cast, Reduce, View, Trans)):
+    if isinstance(expr, (Unary, Cast, Reduce, View, Trans, Softmax)):
         return (expr.operand,)
     if isinstance(expr, (Binary, Compare)):
         return (expr.left, expr.right)
@@ -429,7 +480,7 @@ def index_exprs(index: tuple[Index, ...]) -> tuple[Expr, ...]:
     for ix in index:
         if isinstance(ix, TileIndex) and ix.offset is not None:
             out.append(ix.offset)
-        elif isinstance(ix, PointIndex):
+        elif isinstance(ix, (PointIndex, GatherIndex)):
             out.append(ix.value)
     return tuple(out)
 

@@ -22,7 +22,7 @@ from tilec.ir.dtypes import DTYPES
 LANGUAGE_NAMES = frozenset({
     "tiles", "zeros", "full", "where", "sum", "max", "min", "mean", "index", "cast", "inf",
     "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "silu", "gelu", "sigmoid", "tanh",
-    "maximum", "minimum", "Tensor", "softmax", "dequantize",
+    "maximum", "minimum", "Tensor", "softmax", "dequantize", "logsumexp", "logaddexp", "product",
 })
 # Names generated code relies on: a kernel may not be called one of these.
 _CODE_NAMES = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | frozenset({"tl", "triton", "torch", "math", "np"})

@@ -18,6 +18,7 @@ Rules, in short (docs/language.md has the full table):
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
@@ -238,6 +239,13 @@ class ExprTyper(ABC):
                                   hint=f"for the elementwise {fn}imum of two tiles use {fn}imum(a, b)")
         if fn in REDUCTIONS:
             return self._reduction(fn, node)
+        if fn in ("softmax", "logsumexp"):
+            self._arity(node, 1, 2, ("axis",))
+            x, axis = self._reduction_operand(fn, node)
+            return self.softmax(x, axis, node.span) if fn == "softmax" else self.logsumexp(x, axis, node.span)
+        if fn == "logaddexp":
+            self._arity(node, 2, 2, ())
+            return self.logaddexp(self.expr(args[0]), self.expr(args[1]), node.span)
         if fn == "where":
             self._arity(node, 3, 3, ())
             return self.where(self.expr(args[0]), self.expr(args[1]), self.expr(args[2]), node.span)
@@ -257,7 +265,7 @@ class ExprTyper(ABC):
                                   hint="for m in tiles(M):")
         raise TileSyntaxError(f"unknown function '{fn}'", _span(func),
                               hint="builtins: " + ", ".join(sorted(MATH_UNARY | MATH_BINARY | REDUCTIONS))
-                              + ", where, zeros, full, index, cast")
+                              + ", softmax, logsumexp, logaddexp, where, zeros, full, index, cast")
 
     def _dequantize(self, node: ast.Call) -> ir.Expr:
         """``dequantize(w[n, k], scale, zero, group)``: zero may be None (symmetric codes)."""
@@ -331,6 +339,105 @@ class ExprTyper(ABC):
             raise TileShapeError(f"where(): condition {cond.type} does not broadcast with {TileType(axes, dtype)}",
                                  span)
         return ir.Where(cond, self._convert(a, dtype), self._convert(b, dtype), TileType(full, dtype), span)
+
+    # ------------------------------------------------------- softmax family
+    def _reduction_operand(self, fn: str, node: ast.Call) -> tuple[ir.Expr, int]:
+        """The operand of softmax/logsumexp as f32 and its (non-negative) axis."""
+        x = self.expr(node.args[0])
+        axis_node = node.args[1] if len(node.args) == 2 else next((k.value for k in node.keywords), None)
+        if x.type.rank == 0:
+            raise TileShapeError(f"{fn}() reduces a tile; this is a scalar", node.span)
+        axis = self._axis_number(fn, x, axis_node, node.span)
+        if not x.type.dtype.is_float or x.type.dtype != dt.f32:
+            x = self._convert(x, dt.f32)
+        return x, axis
+
+    def _axis_number(self, fn: str, x: ir.Expr, axis_node: ast.Expr | None, span: Span) -> int:
+        if axis_node is None:
+            if x.type.rank != 1:
+                raise TileShapeError(f"{fn}() of a {x.type.rank}-D tile needs an axis", span,
+                                     hint=f"e.g. {fn}(x, axis=1)")
+            return 0
+        value = axis_node.value if isinstance(axis_node, ast.Int) else None
+        if isinstance(axis_node, ast.UnaryOp) and axis_node.op == "-" and isinstance(axis_node.operand, ast.Int):
+            value = -axis_node.operand.value
+        if value is None or not -x.type.rank <= value < x.type.rank:
+            raise TileShapeError(f"axis must be an integer literal in [{-x.type.rank}, {x.type.rank})",
+                                 _span(axis_node))
+        return value % x.type.rank
+
+    def _rebroadcast(self, reduced: ir.Expr, axis: int, span: Span) -> ir.Expr:
+        """A reduction's result with the reduced axis put back as a broadcast axis of size 1."""
+        rank = reduced.type.rank + 1
+        pattern: list[int | None] = []
+        axes: list[Axis] = []
+        kept = 0
+        for pos in range(rank):
+            if pos == axis:
+                pattern.append(None)
+                axes.append(Axis.one())
+            else:
+                pattern.append(kept)
+                axes.append(reduced.type.axes[kept])
+                kept += 1
+        return ir.View(reduced, tuple(pattern), TileType(tuple(axes), reduced.type.dtype), span)
+
+    def _finite_max(self, x: ir.Expr, axis: int, span: Span) -> ir.Expr:
+        """max(x, axis), with -inf (every entry -inf: a row with nothing to attend to) replaced by 0, so that
+        x - max stays -inf there instead of NaN."""
+        rest = x.type.axes[:axis] + x.type.axes[axis + 1:]
+        peak = ir.Reduce("max", x, axis, TileType(rest, dt.f32), span)
+        return self.where(self.compare("==", peak, ir.Const(-math.inf, TileType((), dt.f32), span), span),
+                          ir.Const(0.0, TileType((), dt.f32), span), peak, span)
+
+    def softmax(self, x: ir.Expr, axis: int, span: Span) -> ir.Expr:
+        """Over a whole axis (':'): exp(x - max) / sum, a row of -inf giving 0 (never NaN).  Over the tile
+        axis of the enclosing sequential loop: the online form's placeholder (passes/online_softmax.py)."""
+        reduced = x.type.axes[axis]
+        loop = self.innermost_loop_tile()
+        if reduced.kind == "tile" and reduced.name == loop:
+            return ir.Softmax(x, axis, x.type, span)
+        if reduced.kind != "full":
+            hint = (f"inside `for {loop} in tiles(...)`, softmax over axis {loop} is the softmax over the loop's "
+                    "whole dimension" if loop else "use a whole axis (x[m, :]) or a sequential tile loop")
+            raise TileShapeError(f"softmax() over tile axis {reduced.name} would normalise one tile", span,
+                                 hint=hint)
+        e = self.math("exp", (self.binary("-", x, self._rebroadcast(self._finite_max(x, axis, span), axis, span),
+                                          span),), span)
+        rest = x.type.axes[:axis] + x.type.axes[axis + 1:]
+        total = ir.Reduce("sum", e, axis, TileType(rest, dt.f32), span)
+        positive = self.compare(">", total, ir.Const(0.0, TileType((), dt.f32), span), span)
+        inv = self.where(positive, self.binary("/", ir.Const(1.0, TileType((), dt.f32), span), total, span),
+                         ir.Const(0.0, TileType((), dt.f32), span), span)
+        return self.binary("*", e, self._rebroadcast(inv, axis, span), span)
+
+    def logsumexp(self, x: ir.Expr, axis: int, span: Span) -> ir.Expr:
+        """log(sum(exp(x), axis)) computed as max + log(sum(exp(x - max))); -inf for a row of -inf.  Over the
+        tile axis of the enclosing sequential loop: over the loop's whole dimension (as softmax)."""
+        reduced = x.type.axes[axis]
+        if reduced.kind == "tile" and reduced.name == self.innermost_loop_tile():
+            rest_axes = x.type.axes[:axis] + x.type.axes[axis + 1:]
+            return ir.Softmax(x, axis, TileType(rest_axes, dt.f32), span, fn="logsumexp")
+        peak = self._finite_max(x, axis, span)
+        e = self.math("exp", (self.binary("-", x, self._rebroadcast(peak, axis, span), span),), span)
+        rest = x.type.axes[:axis] + x.type.axes[axis + 1:]
+        total = ir.Reduce("sum", e, axis, TileType(rest, dt.f32), span)
+        return self.binary("+", peak, self.math("log", (total,), span), span)
+
+    def logaddexp(self, a: ir.Expr, b: ir.Expr, span: Span) -> ir.Expr:
+        """log(exp(a) + exp(b)), elementwise and stable; -inf where both are -inf."""
+        a, b = self._convert(a, dt.f32), self._convert(b, dt.f32)
+        peak = self.math("maximum", (a, b), span)
+        minus_inf = ir.Const(-math.inf, TileType((), dt.f32), span)
+        safe = self.where(self.compare("==", peak, minus_inf, span), ir.Const(0.0, TileType((), dt.f32), span),
+                          peak, span)
+        total = self.binary("+", self.math("exp", (self.binary("-", a, safe, span),), span),
+                            self.math("exp", (self.binary("-", b, safe, span),), span), span)
+        return self.binary("+", safe, self.math("log", (total,), span), span)
+
+    def innermost_loop_tile(self) -> str | None:
+        """The tile variable of the innermost sequential loop being checked (None outside any)."""
+        return None
 
     def _reduction(self, fn: str, node: ast.Call) -> ir.Expr:
         self._arity(node, 1, 2, ("axis",))

@@ -118,8 +118,19 @@ class _Analysis:
                 ix = replace(ix, needs_mask=not self.in_bounds(ix, extent))
             elif isinstance(ix, ir.FullIndex):
                 ix = replace(ix, needs_mask=ix.dim not in self.facts.exact)
+            elif isinstance(ix, ir.PointIndex):
+                ix = replace(ix, needs_mask=not self.point_in_bounds(ix.value, extent))
             out.append(ix)
         return tuple(out)
+
+    def point_in_bounds(self, value: ir.Expr, extent: sympy.Expr) -> bool:
+        """A scalar index provably in [0, extent): a grid position over that very dimension, or a constant."""
+        if isinstance(value, ir.GridValue):
+            point = next(p for p in self.kernel.body.points if p.name == value.name)
+            return bool(sympy.simplify(point.extent - extent) == 0)
+        if isinstance(value, ir.Const) and isinstance(value.value, int) and value.value >= 0:
+            return bool(sympy.simplify(extent - 1 - value.value).is_nonnegative)
+        return False
 
     def in_bounds(self, ix: ir.TileIndex, extent: sympy.Expr) -> bool:
         """Prove 0 <= position < extent for every lane of the tile (padding lanes included)."""
@@ -140,7 +151,9 @@ class _Analysis:
     # ------------------------------------------------------------ expressions
     def expr(self, e: ir.Expr, env: PadEnv) -> ir.Expr:
         if isinstance(e, (ir.Load, ir.QuantLoad, ir.GroupScale)):
-            return replace(e, index=self.index(e.index, e.tensor))
+            index = tuple(replace(ix, value=self.expr(ix.value, env)) if isinstance(ix, ir.GatherIndex) else ix
+                          for ix in e.index)
+            return replace(e, index=self.index(index, e.tensor))
         if isinstance(e, (ir.Unary, ir.Cast, ir.View, ir.Trans)):
             return replace(e, operand=self.expr(e.operand, env))
         if isinstance(e, (ir.Binary, ir.Compare)):

@@ -5,7 +5,8 @@ Order matters and is fixed here, in one place:
 1. tiling           blocks for every tile variable and whole-axis dimension (validated)
 2. defer_group_scale   integer group scales applied to each K tile's product (when the tile lies
                        within one group)
-3. fuse_dot_acc     ``acc += a @ b`` -> one product with accumulator
+3. online_softmax  ``acc += softmax(s) @ v`` over a key loop -> running max/sum, rescaled accumulators
+3b. fuse_dot_acc    ``acc += a @ b`` -> one product with accumulator
 4. block_scaled_dot (arch >= 100 only) products of two MX tiles -> ``tl.dot_scaled``
 5. split_k          (schedule.split_k > 1) the reduction loop shared by that many programs per tile
 6. interpreter_workarounds   (target "cpu" only) exactness fixes for Triton's interpreter
@@ -26,6 +27,7 @@ from tilec.passes.defer_group_scale import defer_group_scale
 from tilec.passes.fuse_dot_acc import fuse_dot_acc
 from tilec.passes.interpreter_workarounds import interpreter_workarounds
 from tilec.passes.masks import Facts, elide_masks, facts_for
+from tilec.passes.online_softmax import online_softmax
 from tilec.passes.split_k import split_k
 from tilec.passes.tiling import tile
 
@@ -77,6 +79,7 @@ def lower(kernel: ir.Kernel, schedule: Schedule, dim_values: Mapping[str, int] |
     (passes/defer_group_scale)."""
     k = tile(kernel, schedule, full_blocks_for(kernel, dim_values or {}))
     k = defer_group_scale(k, scalar_pow2 or {}, schedule.num_warps)
+    k = online_softmax(k)
     k = fuse_dot_acc(k)
     if arch is not None and arch >= NATIVE_SCALED_DOT_ARCH:
         k = block_scaled_dot(k)

@@ -34,14 +34,14 @@ def _index(index: tuple[ir.Index, ...], fn: Rewrite) -> tuple[ir.Index, ...]:
     for ix in index:
         if isinstance(ix, ir.TileIndex) and ix.offset is not None:
             ix = replace(ix, offset=rewrite(ix.offset, fn))
-        elif isinstance(ix, ir.PointIndex):
+        elif isinstance(ix, (ir.PointIndex, ir.GatherIndex)):
             ix = replace(ix, value=rewrite(ix.value, fn))
         out.append(ix)
     return tuple(out)
 
 
 def rewrite(e: ir.Expr, fn: Rewrite) -> ir.Expr:
-    if isinstance(e, (ir.Unary, ir.Cast, ir.Reduce, ir.View, ir.Trans)):
+    if isinstance(e, (ir.Unary, ir.Cast, ir.Reduce, ir.View, ir.Trans, ir.Softmax)):
         e = replace(e, operand=rewrite(e.operand, fn))
     elif isinstance(e, (ir.Binary, ir.Compare)):
         e = replace(e, left=rewrite(e.left, fn), right=rewrite(e.right, fn))

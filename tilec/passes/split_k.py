@@ -59,6 +59,8 @@ def split_blocker(kernel: ir.Kernel) -> str | None:
     carried = _carried(before, loop)
     if not carried:
         return "its reduction loop carries no accumulator"
+    if loop.softmax_state is not None:
+        return _softmax_blocker(before, loop, carried)
     for name in carried:
         inits = [s for s in before if isinstance(s, ir.Assign) and s.name == name]
         if len(inits) != 1 or not isinstance(inits[0].value, ir.Full) or inits[0].value.value != 0:
@@ -72,6 +74,21 @@ def split_blocker(kernel: ir.Kernel) -> str | None:
             return f"'{stmt.name}' is not only increased in the loop ('{stmt.name} += ...')"
         if any(isinstance(e, ir.Var) and e.name in carried for t in terms for e in ir.walk_exprs(t)):
             return f"the loop's update of '{stmt.name}' reads an accumulator"
+    return None
+
+
+def _softmax_blocker(before: tuple[ir.Stmt, ...], loop: ir.SeqLoop, carried: tuple[str, ...]) -> str | None:
+    """An online-softmax loop (passes/online_softmax.py) splits too: its partials (accumulators, running max
+    and sum) merge by log-sum-exp.  Its accumulators must start at zero, as for a sum."""
+    assert loop.softmax_state is not None
+    for name in carried:
+        if name in loop.softmax_state:
+            continue
+        inits = [s for s in before if isinstance(s, ir.Assign) and s.name == name]
+        if len(inits) != 1 or not isinstance(inits[0].value, ir.Full) or inits[0].value.value != 0:
+            return f"'{name}' does not start at zeros(...) (each split would rescale its start value)"
+        if inits[0].value.type.dtype != dt.f32:
+            return f"'{name}' is {inits[0].value.type.dtype.name}; softmax accumulators are f32"
     return None
 
 

@@ -199,7 +199,10 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
     grid = 1
     for dim, block in abi.grid_tiles:
         grid *= -(-bound.dims[dim] // block)
-    if grid == 0:
+    points = 1
+    for dim in abi.grid_points:
+        points *= bound.dims[dim]
+    if grid == 0 or points == 0:
         return  # no output tile: nothing to compute
     # An empty input does not make the problem empty: K = 0 still gives every output tile its epilogue (a
     # zero sum, plus bias, ...).  Its loads never run (zero trip counts) or are masked (empty whole axes).
@@ -223,10 +226,10 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
         elif arg.kind == "workspace":  # split-K partial sums: every split of every tile writes its own
             import torch
 
-            positional.append(torch.empty(grid * abi.split_k * arg.value, dtype=getattr(torch, arg.dtype),
+            positional.append(torch.empty(grid * points * abi.split_k * arg.value, dtype=getattr(torch, arg.dtype),
                                           device=device))
         elif arg.kind == "arrivals":  # split-K: per-tile counters, zero at launch (the last split resets them)
-            positional.append(arrival_counters(device, grid))
+            positional.append(arrival_counters(device, grid * points))
         else:
             constexprs[arg.name] = arg.value
     fn = compiled.fn()
@@ -234,9 +237,9 @@ def launch(compiled: Compiled, bound: argbind.Bound) -> None:
         from tilec.runtime.interpreter import interpreted_language, scalar_arguments
 
         with interpreted_language():
-            fn[(grid, abi.split_k)](*scalar_arguments(positional), **constexprs)
+            fn[(grid, points, abi.split_k)](*scalar_arguments(positional), **constexprs)
     else:
-        fn[(grid, abi.split_k)](*positional, **constexprs, num_warps=compiled.schedule.num_warps,
+        fn[(grid, points, abi.split_k)](*positional, **constexprs, num_warps=compiled.schedule.num_warps,
                                 num_stages=compiled.schedule.num_stages)
 
 

@@ -1,0 +1,264 @@
+"""Online softmax: ``acc += softmax(s, axis=1) @ v`` over a tiled key loop becomes FlashAttention's form.
+
+IR in, IR out.  Inside ``for n in tiles(N):`` a softmax (or log-sum-exp) over the loop's tile axis means
+the one over the whole of N (ir.Softmax, made by the checker).  The scores are never materialised: each
+distinct score tile ``s`` gets a running row maximum ``m`` and a running row sum ``l``::
+
+    before the loop:   m = full([rows], -inf);  l = zeros([rows])
+    in the loop:       s' = s
+                       m_new = maximum(m, max(s', axis=1))
+                       m_use = where(m_new == -inf, 0, m_new)    # every key so far masked: no NaN
+                       p = exp(s' - m_use[:, None]);  alpha = exp(m - m_use)
+                       l = l * alpha + sum(p, axis=1);  m = m_new
+                       acc = acc * alpha[:, None] + p.to(T) @ v   # each accumulator of this softmax
+    after the loop:    acc = acc * (1 / maximum(l, 1))[:, None]     # l >= 1 once a key is visible
+                       lse = m + log(l)                           # for `lse = logsumexp(s, axis=1)`
+
+Once a row has a visible key, l >= 1 (its maximum contributes exp(0) = 1), so the division never meets a
+small l; a row whose every key is masked (``where(visible, s, -inf)`` false everywhere) keeps acc = 0, l = 0
+and m = -inf, and therefore gives an output of 0 and a log-sum-exp of -inf, never NaN.  Several accumulators may share one softmax (value planes of a
+quantised cache), each ``acc += softmax(s).to(T) @ v_i``.  The loop records ``(m, l)`` as its
+``softmax_state``, so a split loop (passes/split_k.py) merges its partials by log-sum-exp.
+
+Any other use of ``softmax``/``logsumexp`` over the loop's axis has no online form: it is reported at its
+spec location.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from tilec.errors import Span, TileTypeError
+from tilec.ir import dtypes as dt
+from tilec.ir import nodes as ir
+from tilec.ir.types import Axis, TileType
+from tilec.passes.rewrite import rewrite
+
+_USE = ("inside a key loop, softmax over the loop's axis is used as `acc += softmax(s, axis=1).to(T) @ v` and "
+        "log-sum-exp as `lse = logsumexp(s, axis=1)`")
+
+
+def online_softmax(kernel: ir.Kernel) -> ir.Kernel:
+    names = _Names(kernel)
+    body = _block(kernel.body.body, names)
+    return replace(kernel, body=replace(kernel.body, body=body))
+
+
+class _Names:
+    """Fresh names that no spec name (parameter, dimension, loop variable, variable) already uses."""
+
+    def __init__(self, kernel: ir.Kernel):
+        self.taken = {p.name for p in kernel.params} | set(kernel.dims) | set(kernel.tile_vars())
+        self.taken |= {p.name for p in kernel.body.points}
+        self.taken |= {s.name for s in ir.walk_stmts(kernel.body.body) if isinstance(s, ir.Assign)}
+
+    def fresh(self, hint: str) -> str:
+        name, i = hint, 1
+        while name in self.taken:
+            i += 1
+            name = f"{hint}{i}"
+        self.taken.add(name)
+        return name
+
+
+@dataclass
+class _Group:
+    """The online state of one score tile: its names and the accumulators it scales."""
+
+    scores: ir.Expr
+    rows: TileType  # the scores' row axes (f32): the type of m and l
+    max_name: str
+    sum_name: str
+    alpha: str
+    probs: str
+    scores_name: str
+    max_new: str
+    max_used: str
+    accumulators: list[tuple[str, TileType]] = field(default_factory=list)
+    lse: list[tuple[str, Span]] = field(default_factory=list)
+
+
+def _block(body: tuple[ir.Stmt, ...], names: _Names, in_loop: bool = False) -> tuple[ir.Stmt, ...]:
+    """Rewrite the loops of ``body``, innermost first; statements of a loop body are _loop's to check."""
+    out: list[ir.Stmt] = []
+    for stmt in body:
+        if isinstance(stmt, ir.SeqLoop):
+            out.extend(_loop(replace(stmt, body=_block(stmt.body, names, in_loop=True)), names))
+        else:
+            if not in_loop:
+                _reject_stray(stmt)
+            out.append(stmt)
+    return tuple(out)
+
+
+def _loop(loop: ir.SeqLoop, names: _Names) -> list[ir.Stmt]:
+    groups: list[_Group] = []
+    body: list[ir.Stmt] = []
+    for stmt in loop.body:
+        found = _use(stmt, loop.tile.name)
+        if found is None:
+            _reject_stray(stmt)
+            body.append(stmt)
+            continue
+        softmax, acc = found
+        group = next((g for g in groups if _same(g.scores, softmax.operand)), None)
+        if group is None:
+            group = _new_group(softmax, names)
+            groups.append(group)
+            body.extend(_update(group, softmax.span))
+        assert isinstance(stmt, ir.Assign)
+        if softmax.fn == "logsumexp":
+            group.lse.append((stmt.name, stmt.span))
+            continue
+        group.accumulators.append((acc, stmt.value.type))
+        body.append(_rescaled(stmt, group, softmax))
+    if not groups:
+        return [loop]
+    if len(groups) > 1 and loop.split > 1:
+        raise TileTypeError("a split key loop computes one softmax", loop.span)
+    state = (groups[0].max_name, groups[0].sum_name) if len(groups) == 1 else None
+    before: list[ir.Stmt] = []
+    after: list[ir.Stmt] = []
+    for g in groups:
+        span = loop.span
+        before.append(ir.Assign(g.max_name, ir.Full(-math.inf, g.rows, span), span, declares=True))
+        before.append(ir.Assign(g.sum_name, ir.Full(0.0, g.rows, span), span, declares=True))
+        after.extend(_finish(g, names, span))
+    return [*before, replace(loop, body=tuple(body), softmax_state=state), *after]
+
+
+def _use(stmt: ir.Stmt, tile: str) -> tuple[ir.Softmax, str] | None:
+    """``acc = acc + softmax(s).to(T) @ v`` -> (softmax, acc); ``lse = logsumexp(s)`` -> (it, lse)."""
+    if not isinstance(stmt, ir.Assign):
+        return None
+    value = stmt.value
+    if isinstance(value, ir.Softmax) and value.fn == "logsumexp" and _over(value, tile):
+        if stmt.declares:
+            raise TileTypeError("the log-sum-exp over the loop's whole axis is known only after the loop",
+                                stmt.span, hint="assign it to a name declared before the loop (lse = zeros([m]))")
+        return value, stmt.name
+    if isinstance(value, ir.Cast):
+        value = value.operand
+    if not (isinstance(value, ir.Binary) and value.op == "+" and isinstance(value.left, ir.Var)
+            and value.left.name == stmt.name and isinstance(value.right, ir.Dot)):
+        return None
+    probs = value.right.a
+    while isinstance(probs, ir.Cast):
+        probs = probs.operand
+    if not (isinstance(probs, ir.Softmax) and probs.fn == "softmax" and _over(probs, tile)):
+        return None
+    if probs.axis != 1 or probs.type.rank != 2:
+        raise TileTypeError("the online softmax takes 2-D scores normalised along axis 1", probs.span,
+                            hint="s = q @ k.T: rows are queries, columns are this tile's keys")
+    if stmt.declares:
+        raise TileTypeError(f"'{stmt.name}' must be declared before the loop to accumulate over it", stmt.span)
+    return probs, stmt.name
+
+
+def _over(s: ir.Softmax, tile: str) -> bool:
+    axis = s.operand.type.axes[s.axis]
+    return axis.kind == "tile" and axis.name == tile
+
+
+def _reject_stray(stmt: ir.Stmt) -> None:
+    values: list[ir.Expr] = []
+    if isinstance(stmt, (ir.Assign, ir.Store)):
+        values.append(stmt.value)
+    for root in values:
+        for e in ir.walk_exprs(root):
+            if isinstance(e, ir.Softmax):
+                raise TileTypeError(f"{e.fn}() over the key loop's axis has no online form here", e.span, hint=_USE)
+
+
+def _same(a: ir.Expr, b: ir.Expr) -> bool:
+    """Structural equality, spans ignored (the same scores written in two statements)."""
+    return _strip(a) == _strip(b)
+
+
+def _strip(e: ir.Expr) -> ir.Expr:
+    return rewrite(e, lambda x: replace(x, span=None) if hasattr(x, "span") else x)  # type: ignore[arg-type]
+
+
+def _new_group(softmax: ir.Softmax, names: _Names) -> _Group:
+    rows = TileType(softmax.operand.type.axes[:1], dt.f32)
+    return _Group(scores=softmax.operand, rows=rows, max_name=names.fresh("row_max"),
+                  sum_name=names.fresh("row_sum"), alpha=names.fresh("rescale"), probs=names.fresh("probs"),
+                  scores_name=names.fresh("scores"), max_new=names.fresh("row_max_new"),
+                  max_used=names.fresh("row_max_used"))
+
+
+def _f32(value: float, span: Span) -> ir.Const:
+    return ir.Const(value, TileType((), dt.f32), span)
+
+
+def _column(e: ir.Expr, span: Span) -> ir.Expr:
+    """[rows] -> [rows, 1], to scale a [rows, cols] tile row by row."""
+    return ir.View(e, (0, None), TileType((e.type.axes[0], Axis.one()), e.type.dtype), span)
+
+
+def _update(g: _Group, span: Span) -> list[ir.Stmt]:
+    """The statements that advance the running max and sum by one tile of scores."""
+    s_type = g.scores.type
+    scores = ir.Var(g.scores_name, s_type, span)  # a named copy: the scores are used twice
+    m = ir.Var(g.max_name, g.rows, span)
+    l_ = ir.Var(g.sum_name, g.rows, span)
+    tile_max = ir.Reduce("max", scores, 1, g.rows, span)
+    m_new_name = g.max_new
+    m_new = ir.Var(m_new_name, g.rows, span)
+    safe = ir.Where(ir.Compare("==", m_new, _f32(-math.inf, span), g.rows.with_dtype(dt.boolean), span),
+                    _f32(0.0, span), m_new, g.rows, span)
+    safe_name = g.max_used
+    safe_var = ir.Var(safe_name, g.rows, span)
+    probs = ir.Math("exp", (ir.Binary("-", scores, _column(safe_var, span), s_type, span),), s_type, span)
+    alpha = ir.Math("exp", (ir.Binary("-", m, safe_var, g.rows, span),), g.rows, span)
+    total = ir.Binary("+", ir.Binary("*", l_, ir.Var(g.alpha, g.rows, span), g.rows, span),
+                      ir.Reduce("sum", ir.Var(g.probs, s_type, span), 1, g.rows, span), g.rows, span)
+    return [
+        ir.Assign(scores.name, g.scores, span, declares=True),
+        ir.Assign(m_new_name, ir.Math("maximum", (m, tile_max), g.rows, span), span, declares=True),
+        ir.Assign(safe_name, safe, span, declares=True),
+        ir.Assign(g.probs, probs, span, declares=True),
+        ir.Assign(g.alpha, alpha, span, declares=True),
+        ir.Assign(g.sum_name, total, span),
+        ir.Assign(g.max_name, m_new, span),
+    ]
+
+
+def _rescaled(stmt: ir.Assign, g: _Group, softmax: ir.Softmax) -> ir.Assign:
+    """``acc = acc + softmax(s).to(T) @ v``  ->  ``acc = acc * alpha[:, None] + probs.to(T) @ v``."""
+    value = stmt.value
+    cast = value if isinstance(value, ir.Cast) else None
+    inner = value.operand if isinstance(value, ir.Cast) else value
+    assert isinstance(inner, ir.Binary) and isinstance(inner.right, ir.Dot) and isinstance(inner.left, ir.Var)
+    dot = inner.right
+    probs: ir.Expr = ir.Var(g.probs, softmax.operand.type, softmax.span)
+
+    def swap(e: ir.Expr) -> ir.Expr:
+        return probs if isinstance(e, ir.Softmax) else e
+
+    a = rewrite(dot.a, swap)
+    acc = inner.left
+    scaled = ir.Binary("*", acc, _column(ir.Var(g.alpha, g.rows, stmt.span), stmt.span), acc.type, stmt.span)
+    new = replace(inner, left=scaled, right=replace(dot, a=a))
+    return replace(stmt, value=replace(cast, operand=new) if cast is not None else new)
+
+
+def _finish(g: _Group, names: _Names, span: Span) -> list[ir.Stmt]:
+    """After the loop: divide each accumulator by the row sum (0 for a row with no visible key), and give
+    each requested log-sum-exp m + log(l) (-inf for such a row)."""
+    l_ = ir.Var(g.sum_name, g.rows, span)
+    out: list[ir.Stmt] = []
+    if g.accumulators:
+        inv_name = names.fresh("inv_row_sum")
+        inv = ir.Binary("/", _f32(1.0, span), ir.Math("maximum", (l_, _f32(1.0, span)), g.rows, span), g.rows, span)
+        out.append(ir.Assign(inv_name, inv, span, declares=True))
+        for acc_name, acc_type in dict.fromkeys(g.accumulators):
+            acc = ir.Var(acc_name, acc_type, span)
+            out.append(ir.Assign(acc_name, ir.Binary("*", acc, _column(ir.Var(inv_name, g.rows, span), span),
+                                                     acc_type, span), span))
+    for lse_name, lse_span in g.lse:
+        m = ir.Var(g.max_name, g.rows, lse_span)
+        value = ir.Binary("+", m, ir.Math("log", (l_,), g.rows, lse_span), g.rows, lse_span)
+        out.append(ir.Assign(lse_name, value, lse_span))
+    return out
