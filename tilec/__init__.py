@@ -22,12 +22,12 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """``tilec.quantize``, ``tilec.QTensor``, ``tilec.ops`` and ``tilec.nn`` load torch: imported on first use."""
+    """``tilec.quantize``, ``QTensor``, ``ops``, ``nn`` and ``kv`` load torch: imported on first use."""
     if name in ("quantize", "QTensor"):
         from tilec.formats import qtensor
 
         return getattr(qtensor, name)
-    if name in ("ops", "nn"):
+    if name in ("ops", "nn", "kv"):
         import importlib
 
         return importlib.import_module(f"tilec.{name}")
