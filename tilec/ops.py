@@ -29,7 +29,8 @@ from tilec.formats.qtensor import QTensor, scheme_of
 from tilec.ir.packing import PackedLayout
 from tilec.ir.signature import TABLE_DECODED, is_packed_format
 from tilec.ops_act_quant import linear_quantized_activations
-from tilec.ops_attention import attention
+from tilec.ops_attention import attention  # noqa: F401  (tilec.ops.attention)
+from tilec.ops_decode import decode_attention, merge_attention  # noqa: F401  (tilec.ops.decode_attention)
 from tilec.ops_epilogue import bias_param, check_activation, epilogue
 from tilec.ops_w4a8 import linear_two_level
 from tilec.runtime.kernel import Kernel

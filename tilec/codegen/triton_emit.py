@@ -268,7 +268,8 @@ class Emitter:
     def grid_points(self, loop: ir.ParLoop) -> None:
         """The range() axes: the grid's second axis enumerates their positions, the last fastest."""
         point = self.namer.fresh("point")
-        self.line(f"{point} = tl.program_id(axis=1)  # " + ", ".join(f"{p.name} in range({p.dim})" for p in loop.points))
+        ranges = ", ".join(f"{p.name} in range({p.dim})" for p in loop.points)
+        self.line(f"{point} = tl.program_id(axis=1)  # {ranges}")
         rest = point
         for i in range(len(loop.points) - 1, -1, -1):
             p = loop.points[i]

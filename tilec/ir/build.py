@@ -59,6 +59,8 @@ class _Builder(ExprTyper):
         self.dims: dict[str, sympy.Symbol] = {d: sympy.Symbol(d, integer=True, positive=True) for d in sig.dims}
         self.params: dict[str, ir.Param] = {}
         for p in sig.params:
+            if p.kind == "dim":
+                continue  # only a dimension's size: self.dims has it
             if p.kind == "packed":
                 extents = tuple(self.dims[d] if isinstance(d, str) else sympy.Integer(d) for d in p.dims)
                 from tilec import formats

@@ -358,7 +358,8 @@ class Softmax:
 
 
 Expr = (
-    Const | ScalarArg | DimValue | GridValue | Var | Softmax | Load | QuantLoad | GroupScale | TilePositions | Unary | Binary | Compare
+    Const | ScalarArg | DimValue | GridValue | Var | Softmax | Load | QuantLoad | GroupScale | TilePositions | Unary
+    | Binary | Compare
     | Where | Math | Cast | Reduce | Dot | ScaledDot | Full | View | Trans
 )
 

@@ -22,7 +22,7 @@ from tilec.ir.dtypes import DTYPES
 LANGUAGE_NAMES = frozenset({
     "tiles", "zeros", "full", "where", "sum", "max", "min", "mean", "index", "cast", "inf",
     "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "silu", "gelu", "sigmoid", "tanh",
-    "maximum", "minimum", "Tensor", "softmax", "dequantize", "logsumexp", "logaddexp", "product",
+    "maximum", "minimum", "Tensor", "Dim", "softmax", "dequantize", "logsumexp", "logaddexp", "product",
 })
 # Names generated code relies on: a kernel may not be called one of these.
 _CODE_NAMES = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | frozenset({"tl", "triton", "torch", "math", "np"})
@@ -66,7 +66,7 @@ def check_identifier(name: str, span: Span, what: str) -> str:
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
-    kind: str  # "tensor" | "packed" | "scalar"
+    kind: str  # "tensor" | "packed" | "scalar" | "dim" (a size given as an integer: ``N: Dim``)
     dims: tuple[str | int, ...]  # tensor dims: symbol names or literal extents
     dtype: str  # a dtype name or a dtype variable
     span: Span
@@ -97,7 +97,7 @@ def analyze_signature(kdef: ast.KernelDef) -> Signature:
                                 hint=f"first declared at {seen[p.name].location}")
         seen[p.name] = p.span
         params.append(_param(p, dims, dtype_vars))
-    clash = set(seen) & (set(dims) | set(dtype_vars))
+    clash = (set(seen) - {p.name for p in params if p.kind == "dim"}) & (set(dims) | set(dtype_vars))
     for name in clash:
         raise TileNameError(f"'{name}' is both a parameter and a dimension or dtype variable",
                             seen[name], hint="rename one of them")
@@ -113,6 +113,13 @@ def _param(p: ast.Param, dims: list[str], dtype_vars: list[str]) -> ParamSpec:
     if ann is None:
         raise TileTypeError(f"parameter '{p.name}' has no type", p.span,
                             hint="annotate it: a tensor such as Tensor[M, K, f16], or a scalar type such as f32")
+    if isinstance(ann, ast.Name) and ann.id == "Dim":
+        # A dimension no tensor has (a paged cache's positions): its size is passed as an integer.
+        if p.name in dims or p.name in dtype_vars:
+            raise TileNameError(f"dimension '{p.name}' is declared before its Dim parameter", p.span,
+                                hint="put `N: Dim` before the tensors that use N")
+        dims.append(p.name)
+        return ParamSpec(p.name, "dim", (p.name,), "i32", p.span)
     if isinstance(ann, ast.Name):
         return ParamSpec(p.name, "scalar", (), ann.id, p.span)
     if not (isinstance(ann, ast.Subscript) and isinstance(ann.value, ast.Name) and ann.value.id == "Tensor"):

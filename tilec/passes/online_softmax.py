@@ -16,8 +16,9 @@ distinct score tile ``s`` gets a running row maximum ``m`` and a running row sum
 
 Once a row has a visible key, l >= 1 (its maximum contributes exp(0) = 1), so the division never meets a
 small l; a row whose every key is masked (``where(visible, s, -inf)`` false everywhere) keeps acc = 0, l = 0
-and m = -inf, and therefore gives an output of 0 and a log-sum-exp of -inf, never NaN.  Several accumulators may share one softmax (value planes of a
-quantised cache), each ``acc += softmax(s).to(T) @ v_i``.  The loop records ``(m, l)`` as its
+and m = -inf, and therefore gives an output of 0 and a log-sum-exp of -inf, never NaN.  Several
+accumulators may share one softmax (value planes of a quantised cache), each
+``acc += softmax(s).to(T) @ v_i``.  The loop records ``(m, l)`` as its
 ``softmax_state``, so a split loop (passes/split_k.py) merges its partials by log-sum-exp.
 
 Any other use of ``softmax``/``logsumexp`` over the loop's axis has no online form: it is reported at its

@@ -62,6 +62,11 @@ def bind(sig: Signature, args: Sequence[Any], kwargs: Mapping[str, Any], outputs
         if p.kind == "scalar":
             scalars[p.name] = _scalar(p.name, p.dtype, value, p.span, dtypes)
             continue
+        if p.kind == "dim":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ArgumentError(f"'{p.name}' is a dimension: a non-negative int, got {value!r}", p.span)
+            _bind_dims(p.name, p.dims, (value,), dims, dim_origin, p.span)
+            continue
         if p.kind == "packed":
             words, shape = _packed(p.name, p.dtype, value, p.span)
             if device is None:

@@ -187,6 +187,7 @@ def run_example(module: SpecModule, example: ast.Example, device: str = "cpu", s
     dtypes.update(dtypes_override or {})
     dims.update(dims_override or {})
     tensors = make_inputs(kernel, dims, dtypes, device, seed, scalars)
+    tensors.update({p.name: dims[p.name] for p in kernel.signature.params if p.kind == "dim"})
     kernel(**tensors, **scalars, schedule=schedule)  # the checked run: outputs were poisoned before it
     checked = {name: t.clone() for name, t in tensors.items() if name in kernel.outputs}
     fresh = {**tensors, **{name: torch.empty_like(t) for name, t in checked.items()}}

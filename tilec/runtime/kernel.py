@@ -86,7 +86,8 @@ class Kernel:
                             self._groups.append(argbind.GroupedLoad.of(e, param))
         self.outputs = frozenset(stored)
         self._packed = frozenset(p.name for p in self.signature.params if p.kind == "packed")
-        self.inputs = frozenset(p.name for p in self.signature.params if p.kind != "scalar") - (stored - loaded)
+        self.inputs = frozenset(p.name for p in self.signature.params if p.kind not in ("scalar", "dim")) - (
+            stored - loaded)
         self._pinned: Overrides = overrides(schedule)
         self._compiled: dict[tuple[object, ...], Compiled] = {}
         self._launch_cache: dict[tuple[object, ...], Compiled] = {}  # cheap per-call key -> Compiled

@@ -68,6 +68,8 @@ def register_op(kernel: Kernel, name: str | None = None, namespace: str = "tilec
                 dims.update({d: s for d, s in zip(p.dims, t.shape) if isinstance(d, str)})
                 if p.dtype not in dt.DTYPES:
                     dtypes[p.dtype] = t.dtype
+            elif p.kind == "dim":
+                dims[p.name] = values[p.name]
         out = []
         for p in outputs:
             shape = [d if isinstance(d, int) else dims[d] for d in p.dims]
@@ -95,7 +97,7 @@ def register_op(kernel: Kernel, name: str | None = None, namespace: str = "tilec
 
 
 def _check_derivable(kernel: Kernel, inputs: list[ParamSpec], outputs: list[ParamSpec]) -> None:
-    known_dims = {d for p in inputs if p.kind == "tensor" for d in p.dims if isinstance(d, str)}
+    known_dims = {d for p in inputs if p.kind in ("tensor", "dim") for d in p.dims if isinstance(d, str)}
     known_dtypes = {p.dtype for p in inputs if p.kind == "tensor"}
     if not any(p.kind == "tensor" for p in inputs):
         raise ArgumentError(f"{kernel.name} has no input tensor: a torch op cannot know its device")

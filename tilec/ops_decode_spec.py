@@ -1,0 +1,155 @@
+"""The decode-attention spec, built from fixed pieces for each cache layout and format.
+
+One template covers every variant (tilec/ops_decode.py runs them):
+
+- **layout**: a dense cache ``[B, N, HK, Dp]`` (FlashAttention's kv-cache layout), or a paged pool
+  ``[num_blocks, S, HK, Dp]`` read through a block table (``N: Dim`` is then the table's reach,
+  max_blocks * S; a key's row is ``pool[table[b, pos // S], pos % S]``, a gather);
+- **format**: 16-bit keys and values, or a quantised cache (tilec/kv: int8/int4/int2 codes with scales and
+  zero points, fp8 codes with scales) whose ``P`` bit planes are dequantised in registers inside the key
+  loop, one plane at a time (docs/kv_cache.md: plane i of a byte holds channels i*Dp .. (i+1)*Dp - 1, so q
+  and the output are viewed as ``[..., P, Dp]`` and each plane meets its own slice with no shuffle);
+- **key scales**: per token (``[.., S|N, HK]``, like values) or per channel over groups of tokens
+  (KIVI: ``[B, N // group, HK, P, Dp]`` dense, ``[num_blocks, HK, P, Dp]`` paged).
+
+The rows of a program are the ``R = G * Q`` query rows of one KV head's group (G query heads of Q tokens
+each): every key tile is loaded once for all of them.  Row r is query token ``r % Q``; it sees the keys at
+positions ``p < length`` with ``p <= first + r % Q`` (``first``: query 0's position, per sequence).  The key
+loop is ``acc += softmax(s, axis=1) @ v`` (passes/online_softmax.py makes it online; a split schedule merges
+the splits by log-sum-exp).  The only text from outside is a validated format name's fixed pieces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_FP8 = {"fp8_e4m3": "f8e4m3", "fp8_e5m2": "f8e5m2"}
+_INT_BITS = {"int8": 8, "int4": 4, "int2": 2}
+
+
+@dataclass(frozen=True)
+class DecodeVariant:
+    fmt: str = "dense"  # "dense" (16-bit cache) or a tilec.kv format
+    paged: bool = False
+    key_mode: str = "token"  # quantised keys: "token" or "channel"
+    softcap: bool = False
+    lse: bool = False
+
+    @property
+    def planes(self) -> int:
+        return 8 // _INT_BITS[self.fmt] if self.fmt in _INT_BITS else 1
+
+    def spec(self) -> str:
+        return _Builder(self).text()
+
+
+class _Builder:
+    def __init__(self, v: DecodeVariant):
+        assert v.fmt == "dense" or v.fmt in _INT_BITS or v.fmt in _FP8, v.fmt
+        assert v.key_mode in ("token", "channel")
+        self.v = v
+        self.p = v.planes
+        self.quant = v.fmt != "dense"
+
+    def rows(self) -> tuple[str, str]:
+        """(the cache's leading dims, the index of one key tile's rows)."""
+        return ("NB, S, HK", "page, slot, hk") if self.v.paged else ("B, N, HK", "b, n, hk")
+
+    def params(self) -> list[str]:
+        v, p = self.v, self.p
+        code = "T" if not self.quant else _FP8.get(v.fmt, "u8")
+        lead, _ = self.rows()
+        out = []
+        if v.paged:
+            out += ["N: Dim", "table: Tensor[B, MB, i32]"]
+        out += [f"q: Tensor[B, HK, R, {p}, DP, T]", f"k: Tensor[{lead}, DP, {code}]", f"v: Tensor[{lead}, DP, {code}]"]
+        if self.quant:
+            zeros = v.fmt in _INT_BITS
+            if v.key_mode == "channel":
+                groups = "NB, HK" if v.paged else "B, NG, HK"
+                out.append(f"k_scale: Tensor[{groups}, {p}, DP, f16]")
+                out += [f"k_zero: Tensor[{groups}, {p}, DP, f16]"] if zeros else []
+            else:
+                out.append(f"k_scale: Tensor[{lead}, f16]")
+                out += [f"k_zero: Tensor[{lead}, f16]"] if zeros else []
+            out.append(f"v_scale: Tensor[{lead}, f16]")
+            out += [f"v_zero: Tensor[{lead}, f16]"] if zeros else []
+        out += ["lens: Tensor[B, i32]", "first: Tensor[B, i32]", f"o: Tensor[B, HK, R, {p}, DP, T]"]
+        out += ["lse: Tensor[B, HK, R, f32]"] if v.lse else []
+        out += ["scale: f32", "Q: i32"]
+        out += ["group: i32"] if self.quant and v.key_mode == "channel" and not v.paged else []
+        out += ["softcap: f32"] if v.softcap else []
+        return out
+
+    def plane(self, codes: str, i: int) -> str:
+        """Plane i of a code tile as f32 (integer formats: shift and mask; fp8: the value)."""
+        if self.v.fmt in _FP8:
+            return f"{codes}.to(f32)"
+        bits = _INT_BITS[self.v.fmt]
+        if bits == 8:
+            return f"{codes}.to(f32)"
+        shifted = f"({codes} >> {i * bits})" if i else codes
+        return f"({shifted} & {(1 << bits) - 1}).to(f32)"
+
+    def key_plane(self, i: int) -> str:
+        v = self.v
+        if not self.quant:
+            return "keys"
+        code = self.plane("keys", i)
+        if v.key_mode == "channel":
+            at = f"page, hk, {i}, :" if v.paged else f"b, key_group, hk, {i}, :"
+            scale, zero = f"k_scale[{at}].to(f32)", f"k_zero[{at}].to(f32)"
+        else:
+            scale, zero = "key_scale", "key_zero"
+        if v.fmt in _FP8:
+            return f"({code} * {scale}).to(T)"
+        return f"(({code} - {zero}) * {scale}).to(T)"
+
+    def value_plane(self, i: int) -> str:
+        if not self.quant:
+            return "values"
+        code = self.plane("values", i)
+        if self.v.fmt in _FP8:
+            return f"({code} * value_scale).to(T)"
+        return f"(({code} - value_zero) * value_scale).to(T)"
+
+    def text(self) -> str:
+        v, p = self.v, self.p
+        _, at = self.rows()
+        ind = "            "
+        body = [
+            "    for b, hk, m in product(range(B), range(HK), tiles(R)):",
+            *[f"        q{i} = q[b, hk, m, {i}, :]" for i in range(p)],
+            "        length = lens[b]",
+            "        first_query = first[b]",
+            *[f"        acc{i} = zeros([m, DP], f32)" for i in range(p)],
+        ]
+        body += ["        row_lse = zeros([m], f32)"] if v.lse else []
+        body.append("        for n in tiles(N):")
+        if v.paged:
+            body += [f"{ind}page = table[b, index(n) // S]", f"{ind}slot = index(n) % S"]
+        body.append(f"{ind}keys = k[{at}, :]")
+        if self.quant and v.key_mode == "channel" and not v.paged:
+            body.append(f"{ind}key_group = index(n) // group")
+        if self.quant and v.key_mode == "token":
+            body.append(f"{ind}key_scale = k_scale[{at}].to(f32)[:, None]")
+            if v.fmt in _INT_BITS:
+                body.append(f"{ind}key_zero = k_zero[{at}].to(f32)[:, None]")
+        dots = " + ".join(f"q{i} @ {self.key_plane(i)}.T" for i in range(p))
+        body.append(f"{ind}s = ({dots}) * scale")
+        if v.softcap:
+            body.append(f"{ind}s = softcap * tanh(s / softcap)")
+        body.append(f"{ind}visible = (index(n)[None, :] < length) & "
+                    "(index(n)[None, :] <= (first_query + index(m) % Q)[:, None])")
+        body.append(f"{ind}s = where(visible, s, -inf)")
+        body.append(f"{ind}values = v[{at}, :]")
+        if self.quant:
+            body.append(f"{ind}value_scale = v_scale[{at}].to(f32)[:, None]")
+            if v.fmt in _INT_BITS:
+                body.append(f"{ind}value_zero = v_zero[{at}].to(f32)[:, None]")
+        body += [f"{ind}acc{i} += softmax(s, axis=1).to(T) @ {self.value_plane(i)}" for i in range(p)]
+        body += [f"{ind}row_lse = logsumexp(s, axis=1)"] if v.lse else []
+        body += [f"        o[b, hk, m, {i}, :] = acc{i}.to(T)" for i in range(p)]
+        body += ["        lse[b, hk, m] = row_lse"] if v.lse else []
+        header = "def decode_attention(" + ",\n                     ".join(self.params()) + "):"
+        return "\n".join([header, *body]) + "\n"
