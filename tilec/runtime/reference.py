@@ -37,7 +37,19 @@ def _functions() -> dict[str, Callable[..., Any]]:
         "exp": torch.exp, "exp2": torch.exp2, "log": torch.log, "log2": torch.log2, "sqrt": torch.sqrt,
         "rsqrt": torch.rsqrt, "abs": torch.abs, "silu": F.silu, "gelu": F.gelu, "sigmoid": torch.sigmoid,
         "tanh": torch.tanh, "maximum": torch.maximum, "minimum": torch.minimum, "where": torch.where,
+        "causal": _causal,
     }
+
+
+def _causal(scores: Any) -> Any:
+    """``causal(s)``: scores [..., M, N] with -inf where key j lies after query i's position i + N - M (the last
+    query aligned with the last key, as FlashAttention does)."""
+    import torch
+
+    m, n = scores.shape[-2:]
+    i = torch.arange(m)[:, None]
+    j = torch.arange(n)[None, :]
+    return scores.masked_fill(j > i + (n - m), -math.inf)
 
 
 _REDUCTIONS = {"sum", "max", "min", "mean", "softmax"}
@@ -70,7 +82,8 @@ def _eval(node: ast.Expr, env: Mapping[str, Any]) -> Any:
         a, b = _eval(node.operands[0], env), _eval(node.operands[1], env)
         return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[node.ops[0]]
     if isinstance(node, ast.Attribute) and node.attr == "T":
-        return _eval(node.value, env).T
+        value = _eval(node.value, env)
+        return value.mT if value.dim() > 2 else value.T  # batched: the last two axes
     if isinstance(node, ast.Subscript):
         value = _eval(node.value, env)
         index = tuple(None if isinstance(i, ast.NoneLit) else slice(None) for i in node.indices)
