@@ -295,6 +295,10 @@ class Emitter:
             self.line(f"for {step} in range(0, {self.trip_counts[tv.name]}):")
             self.depth += 1
             self.line(f"{index} = {self.split_index} * {self.trip_counts[tv.name]} + {step}")
+        elif loop.key_range is not None:
+            start, stop = self.key_range(loop)
+            self.line(f"for {index} in range({start}, {stop}):")
+            self.depth += 1
         else:
             trips = self.trip_counts[tv.name]
             self.line(f"for {index} in range(0, {trips}):  # cdiv({tv.dim}, {self.blocks[tv.name]})")
@@ -302,6 +306,23 @@ class Emitter:
         self.tile_offsets(tv, index)
         self.stmts(loop.body)
         self.depth -= 1
+
+    def key_range(self, loop: ir.SeqLoop) -> tuple[str, str]:
+        """The key tiles a query tile can see (passes/key_range.py): the rest are masked for every row."""
+        assert loop.key_range is not None
+        rows, lower, upper = loop.key_range
+        block_rows, block_keys = self.blocks[rows], self.blocks[loop.tile.name]
+        trips = self.trip_counts[loop.tile.name]
+        self.line(f"# only key tiles some row of this {rows} tile can see: the others are masked for every row")
+        first = self.bind(f"{self.tile_index[rows]} * {block_rows}", f"first_{rows}")
+        start, stop = "0", trips
+        if lower is not None:  # keys > row + lower
+            start = self.bind(f"tl.maximum({first} + {strip_parens(self.expr(lower))} + 1, 0) // {block_keys}",
+                              f"first_tile_{loop.tile.name}")
+        if upper is not None:  # keys <= row + upper
+            stop = self.bind(f"tl.minimum({trips}, tl.cdiv(tl.maximum({first} + {block_rows} + "
+                             f"{strip_parens(self.expr(upper))}, 0), {block_keys}))", f"end_tile_{loop.tile.name}")
+        return start, stop
 
     def stmts(self, body: tuple[ir.Stmt, ...]) -> None:
         for i, s in enumerate(body):

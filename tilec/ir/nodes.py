@@ -399,6 +399,10 @@ class SeqLoop:
     # passes/online_softmax.py: (running max, running sum) of the softmax this loop computes online; a
     # split loop then merges its partials by log-sum-exp instead of adding them
     softmax_state: tuple[str, str] | None = None
+    softmax_scores: str | None = None  # the name of the scores tile the online softmax reads
+    # passes/key_range.py: (query tile, lower, upper): only keys with row + lower < key <= row + upper can be
+    # visible to a row of the query tile (either bound None: none), so tiles wholly outside are skipped
+    key_range: tuple[str, Expr | None, Expr | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -115,10 +115,10 @@ def _param(p: ast.Param, dims: list[str], dtype_vars: list[str]) -> ParamSpec:
                             hint="annotate it: a tensor such as Tensor[M, K, f16], or a scalar type such as f32")
     if isinstance(ann, ast.Name) and ann.id == "Dim":
         # A dimension no tensor has (a paged cache's positions): its size is passed as an integer.
-        if p.name in dims or p.name in dtype_vars:
-            raise TileNameError(f"dimension '{p.name}' is declared before its Dim parameter", p.span,
-                                hint="put `N: Dim` before the tensors that use N")
-        dims.append(p.name)
+        if p.name in dtype_vars:
+            raise TileNameError(f"'{p.name}' is both a dtype variable and a Dim parameter", p.span)
+        if p.name not in dims:  # tensors may use N too (their size must then agree with the integer)
+            dims.append(p.name)
         return ParamSpec(p.name, "dim", (p.name,), "i32", p.span)
     if isinstance(ann, ast.Name):
         return ParamSpec(p.name, "scalar", (), ann.id, p.span)

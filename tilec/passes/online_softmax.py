@@ -119,6 +119,7 @@ def _loop(loop: ir.SeqLoop, names: _Names) -> list[ir.Stmt]:
     if len(groups) > 1 and loop.split > 1:
         raise TileTypeError("a split key loop computes one softmax", loop.span)
     state = (groups[0].max_name, groups[0].sum_name) if len(groups) == 1 else None
+    scores = groups[0].scores_name if len(groups) == 1 else None
     before: list[ir.Stmt] = []
     after: list[ir.Stmt] = []
     for g in groups:
@@ -126,7 +127,7 @@ def _loop(loop: ir.SeqLoop, names: _Names) -> list[ir.Stmt]:
         before.append(ir.Assign(g.max_name, ir.Full(-math.inf, g.rows, span), span, declares=True))
         before.append(ir.Assign(g.sum_name, ir.Full(0.0, g.rows, span), span, declares=True))
         after.extend(_finish(g, names, span))
-    return [*before, replace(loop, body=tuple(body), softmax_state=state), *after]
+    return [*before, replace(loop, body=tuple(body), softmax_state=state, softmax_scores=scores), *after]
 
 
 def _use(stmt: ir.Stmt, tile: str) -> tuple[ir.Softmax, str] | None:

@@ -9,6 +9,7 @@ Order matters and is fixed here, in one place:
 3b. fuse_dot_acc    ``acc += a @ b`` -> one product with accumulator
 4. block_scaled_dot (arch >= 100 only) products of two MX tiles -> ``tl.dot_scaled``
 5. split_k          (schedule.split_k > 1) the reduction loop shared by that many programs per tile
+5b. key_range       an online-softmax loop walks only the key tiles its query tile can see (causal, window)
 6. interpreter_workarounds   (target "cpu" only) exactness fixes for Triton's interpreter
 7. masks            bounds masks and padding guards that the facts cannot prove away
 8. verify           structural invariants, so code generation may assume them
@@ -26,6 +27,7 @@ from tilec.passes.block_scaled_dot import NATIVE_SCALED_DOT_ARCH, block_scaled_d
 from tilec.passes.defer_group_scale import defer_group_scale
 from tilec.passes.fuse_dot_acc import fuse_dot_acc
 from tilec.passes.interpreter_workarounds import interpreter_workarounds
+from tilec.passes.key_range import key_range
 from tilec.passes.masks import Facts, elide_masks, facts_for
 from tilec.passes.online_softmax import online_softmax
 from tilec.passes.split_k import split_k
@@ -84,6 +86,7 @@ def lower(kernel: ir.Kernel, schedule: Schedule, dim_values: Mapping[str, int] |
     if arch is not None and arch >= NATIVE_SCALED_DOT_ARCH:
         k = block_scaled_dot(k)
     k = split_k(k, schedule.split_k)
+    k = key_range(k)
     if target == "cpu":
         k = interpreter_workarounds(k)
     facts = facts_for(k, dim_values) if dim_values is not None else Facts()

@@ -146,7 +146,7 @@ MAX_DEFAULT_SPLIT = 16
 
 def _split_k(kernel: ir.Kernel, blocks: Mapping[str, int], dim_values: Mapping[str, int]) -> int:
     """The decode path: when the output tiles are too few to occupy the GPU (M = 1..16 gives one row of
-    tiles), split the reduction loop until they do, keeping at least 4 K tiles per split.  The interpreter
+    tiles; decode attention has one tile per sequence and KV head), split the reduction loop until they do, keeping at least 4 K tiles per split.  The interpreter
     (target cpu) runs programs one after another, so it never splits by default."""
     if split_blocker(kernel) is not None:
         return 1
@@ -158,6 +158,8 @@ def _split_k(kernel: ir.Kernel, blocks: Mapping[str, int], dim_values: Mapping[s
     out_tiles = 1
     for tv in kernel.body.tiles:
         out_tiles *= tiles(tv)
+    for point in kernel.body.points:  # range() axes: one program per position (batch x heads in decode)
+        out_tiles *= int(point.extent.subs({s: dim_values.get(s.name, 1) for s in point.extent.free_symbols}))
     loop = next(s for s in kernel.body.body if isinstance(s, ir.SeqLoop))
     k_tiles = tiles(loop.tile)
     split = 1
