@@ -318,8 +318,8 @@ def decode_row(r: Decode, decode_attention: Callable[..., torch.Tensor], quant_k
     t_bf16 = bench(fn_bf16, dry)
 
     cache = quant_kv_cache.from_dense(k_cache, v_cache, "int4", key_mode="channel", group=32)
-    k_deq, v_deq = cache.dequantized()
-    ref_int4 = reference_by_batch(k_deq, v_deq)
+    k_deq, v_deq = cache.dequantized()  # [B, capacity, ...]: capacity rounds the context up to whole groups
+    ref_int4 = reference_by_batch(k_deq[:, :r.context], v_deq[:, :r.context])
     del k_deq, v_deq
     fn_int4 = lambda q=q, c=cache: decode_attention(q, c, None, None)
     check(fn_int4(), ref_int4, f"tilec.ops.decode_attention int4 cache {shape}")
