@@ -11,8 +11,8 @@ Caches:
 - paged: a pool [num_blocks, block_size, HK, D] and ``block_table`` [B, max_blocks] int32;
 - quantised: a :class:`tilec.kv.QuantKVCache` as ``k_cache`` (``v_cache`` and ``cache_seqlens`` None): its
   codes are dequantised in registers, never written out at 16 bits.  With per-channel keys the newest,
-  incomplete key group lives unquantised in the cache's residual; it is attended separately (a 16-bit
-  decode over at most G - 1 keys) and the two results merge by log-sum-exp.
+  incomplete key group lives unquantised in the cache's residual; the same loop reads those keys from it
+  (one launch for the whole cache).
 
 Query token i of sequence b sits at position ``cache_seqlens[b] - Q + i`` (the queries are the cache's last
 Q tokens, already appended) and sees the keys at positions up to its own.  A row that sees no key gives 0
@@ -53,15 +53,17 @@ def decode_schedule(rows: int, device: torch.device, num_splits: int | None) -> 
 @torch.library.custom_op("tilec::decode_attention", mutates_args=())
 def decode_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale: torch.Tensor | None,
               k_zero: torch.Tensor | None, v_scale: torch.Tensor | None, v_zero: torch.Tensor | None,
+              k_res: torch.Tensor | None, coded: torch.Tensor | None,
               lens: torch.Tensor, first: torch.Tensor, block_table: torch.Tensor | None, fmt: str, key_mode: str,
               group: int, capacity: int, scale: float, softcap: float, return_lse: bool,
               num_splits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(o [B, H, Q, D], lse [B, H, Q] f32 or empty).  ``lens``: keys per sequence in this cache;
-    ``first``: query 0's position among them; ``fmt`` "dense" or a tilec.kv format; ``capacity``: a paged
-    cache's positions (max_blocks * block_size); ``num_splits`` 0: the default rule."""
+    """(o [B, H, Q, D], lse [B, H, Q] f32 or empty).  ``lens``: keys per sequence; ``first``: query 0's
+    position; ``k_res`` [B, G, HK, D] and ``coded`` [B]: per-channel keys at positions >= coded[b] come from
+    the residual; ``fmt`` "dense" or a tilec.kv format; ``capacity``: a paged cache's positions (max_blocks *
+    block_size); ``num_splits`` 0: the default rule."""
     B, H, Qn, D = q.shape
     HK = k.shape[2]
-    variant = DecodeVariant(fmt, block_table is not None, key_mode, softcap > 0, return_lse)
+    variant = DecodeVariant(fmt, block_table is not None, key_mode, softcap > 0, return_lse, k_res is not None)
     P = variant.planes
     rows = (H // HK) * Qn
     qv = q.reshape(B, HK, rows, P, D // P)
@@ -78,6 +80,8 @@ def decode_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale: torch.
         else:
             args += [k_scale] + ([k_zero] if k_zero is not None else [])
         args += [v_scale] + ([v_zero] if v_zero is not None else [])
+    if k_res is not None:
+        args += [k_res.reshape(*k_res.shape[:3], P, D // P), coded]
     args += [lens, first, o] + ([lse] if return_lse else []) + [scale, Qn]
     args += [group] if fmt != "dense" and key_mode == "channel" and block_table is None else []
     args += [softcap] if softcap > 0 else []
@@ -87,7 +91,8 @@ def decode_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale: torch.
 
 @decode_op.register_fake
 def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale: torch.Tensor | None, k_zero: torch.Tensor | None,
-      v_scale: torch.Tensor | None, v_zero: torch.Tensor | None, lens: torch.Tensor, first: torch.Tensor,
+      v_scale: torch.Tensor | None, v_zero: torch.Tensor | None, k_res: torch.Tensor | None,
+      coded: torch.Tensor | None, lens: torch.Tensor, first: torch.Tensor,
       block_table: torch.Tensor | None, fmt: str, key_mode: str, group: int, capacity: int, scale: float,
       softcap: float, return_lse: bool, num_splits: int) -> tuple[torch.Tensor, torch.Tensor]:
     batch, heads, tokens, head_dim = q.shape
@@ -145,7 +150,7 @@ def decode_attention(q: torch.Tensor, k_cache: Any, v_cache: torch.Tensor | None
         raise ArgumentError("k_cache and v_cache must be tensors (or k_cache a tilec.kv.QuantKVCache)")
     lens = _check_dense(q, k, v, cache_seqlens, block_table)
     capacity = block_table.shape[1] * k.shape[1] if block_table is not None else 0
-    o, lse = torch.ops.tilec.decode_attention(q, k, v, None, None, None, None, lens, lens - Qn, block_table,
+    o, lse = torch.ops.tilec.decode_attention(q, k, v, None, None, None, None, None, None, lens, lens - Qn, block_table,
                                               "dense", "token", 0, capacity, *common)
     return (o, lse) if return_lse else o
 
@@ -182,10 +187,10 @@ def _check_lengths(seqlens: torch.Tensor | None, B: int, Qn: int, capacity: int,
         raise ArgumentError(f"cache_seqlens must be a [B = {B}] tensor on {device}")
     if seqlens.dtype != torch.int32:
         raise ArgumentError(f"cache_seqlens must be int32, got {seqlens.dtype}")
-    # The lengths' values are checked eagerly; under torch.compile or CUDA graph capture reading them would
-    # break the graph, so there the kernel's masks (positions < length, gathers bounds-checked) are the guard.
-    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-    if not (torch.compiler.is_compiling() or capturing):
+    # The lengths' values are data: any value is safe in the kernel (keys are read only at positions < N and
+    # below the length, gathers are bounds-checked), so they are checked where that costs nothing: on CPU
+    # tensors, outside torch.compile.  Reading them from a GPU would stall every decode step on a copy.
+    if device.type == "cpu" and not torch.compiler.is_compiling():
         low, high = int(seqlens.min()) if B else Qn, int(seqlens.max()) if B else 0
         if low < Qn or high > capacity:
             raise ArgumentError(f"cache_seqlens must lie in [Q = {Qn}, capacity = {capacity}] (the queries are the "
@@ -203,38 +208,15 @@ def _quantised(q: torch.Tensor, cache: Any, common: tuple[float, float, bool, in
     if cache.k_codes.device != q.device:
         raise ArgumentError(f"the cache is on {cache.k_codes.device}, q on {q.device}")
     seqlens = _check_lengths(cache.seqlens, B, Qn, cache.capacity, q.device)
-    residual = cache.k_residual is not None
-    quantised = seqlens - cache.residual_len if residual else seqlens
+    residual = cache.k_residual
+    if residual is not None and residual.dtype != q.dtype:
+        residual = residual.to(q.dtype)
+    coded = (seqlens - cache.residual_len).to(torch.int32) if residual is not None else None
     group = cache.group if cache.key_mode == "channel" and not cache.paged else 0
     scale, softcap, return_lse, splits = common
     o, lse = torch.ops.tilec.decode_attention(
-        q, cache.k_codes, cache.v_codes, cache.k_scale, cache.k_zero, cache.v_scale, cache.v_zero,
-        quantised.to(torch.int32), (seqlens - Qn).to(torch.int32), cache.block_table, cache.fmt, cache.key_mode,
-        group, cache.capacity if cache.paged else 0, scale, softcap, residual or return_lse, splits)
-    if residual:  # the newest keys, unquantised: a 16-bit decode over them, merged by log-sum-exp
-        k_res = cache.k_residual.to(q.dtype)
-        v_res = _residual_values(cache, quantised)
-        o2, lse2 = torch.ops.tilec.decode_attention(
-            q, k_res, v_res, None, None, None, None, cache.residual_len.to(torch.int32),
-            (seqlens - Qn - quantised).to(torch.int32), None, "dense", "token", 0, 0, scale, softcap, True, 1)
-        o, lse = merge_attention(o, lse, o2, lse2)
+        q, cache.k_codes, cache.v_codes, cache.k_scale, cache.k_zero, cache.v_scale, cache.v_zero, residual, coded,
+        seqlens, (seqlens - Qn).to(torch.int32), cache.block_table, cache.fmt, cache.key_mode, group,
+        cache.capacity if cache.paged else 0, scale, softcap, return_lse, splits)
     return (o, lse) if return_lse else o
 
-
-def _residual_values(cache: Any, start: torch.Tensor) -> torch.Tensor:
-    """The values at the residual keys' positions, dequantised ([B, G, HK, D] in the residual's dtype): at most
-    G - 1 tokens per sequence, so this small copy is what the separate residual pass reads."""
-    from tilec.kv.quant import dequantize
-
-    B, G = cache.k_residual.shape[:2]
-    pos = start.long()[:, None] + torch.arange(G, device=start.device)[None, :]  # [B, G]
-    pos = pos.clamp(max=cache.capacity - 1)
-    if cache.paged:
-        page = torch.gather(cache.block_table.long(), 1, pos // cache.block_size).clamp_min(0)
-        rows: tuple[Any, ...] = (page, pos % cache.block_size)
-    else:
-        rows = (torch.arange(B, device=pos.device)[:, None], pos)
-    codes = cache.v_codes[rows]
-    scale = cache.v_scale[rows]
-    zero = cache.v_zero[rows] if cache.v_zero is not None else None
-    return dequantize(codes, scale, zero, cache.fmt, "token").to(cache.k_residual.dtype)

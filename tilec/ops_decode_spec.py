@@ -10,7 +10,10 @@ One template covers every variant (tilec/ops_decode.py runs them):
   loop, one plane at a time (docs/kv_cache.md: plane i of a byte holds channels i*Dp .. (i+1)*Dp - 1, so q
   and the output are viewed as ``[..., P, Dp]`` and each plane meets its own slice with no shuffle);
 - **key scales**: per token (``[.., S|N, HK]``, like values) or per channel over groups of tokens
-  (KIVI: ``[B, N // group, HK, P, Dp]`` dense, ``[num_blocks, HK, P, Dp]`` paged).
+  (KIVI: ``[B, N // group, HK, P, Dp]`` dense, ``[num_blocks, HK, P, Dp]`` paged); per-channel keys keep the
+  newest incomplete group unquantised (tilec/kv's residual): keys at positions ``coded <= p < length`` come
+  from ``k_res[b, p - coded]`` (a gather, 0 outside it), selected per key in the same loop, so the whole
+  cache is one pass (values are always coded).
 
 The rows of a program are the ``R = G * Q`` query rows of one KV head's group (G query heads of Q tokens
 each): every key tile is loaded once for all of them.  Row r is query token ``r % Q``; it sees the keys at
@@ -34,6 +37,7 @@ class DecodeVariant:
     key_mode: str = "token"  # quantised keys: "token" or "channel"
     softcap: bool = False
     lse: bool = False
+    residual: bool = False  # per-channel keys: the newest incomplete group's keys come from k_res (16-bit)
 
     @property
     def planes(self) -> int:
@@ -74,6 +78,8 @@ class _Builder:
                 out += [f"k_zero: Tensor[{lead}, f16]"] if zeros else []
             out.append(f"v_scale: Tensor[{lead}, f16]")
             out += [f"v_zero: Tensor[{lead}, f16]"] if zeros else []
+        if v.residual:
+            out += [f"k_res: Tensor[B, G, HK, {p}, DP, T]", "coded: Tensor[B, i32]"]
         out += ["lens: Tensor[B, i32]", "first: Tensor[B, i32]", f"o: Tensor[B, HK, R, {p}, DP, T]"]
         out += ["lse: Tensor[B, HK, R, f32]"] if v.lse else []
         out += ["scale: f32", "Q: i32"]
@@ -101,9 +107,10 @@ class _Builder:
             scale, zero = f"k_scale[{at}].to(f32)", f"k_zero[{at}].to(f32)"
         else:
             scale, zero = "key_scale", "key_zero"
-        if v.fmt in _FP8:
-            return f"({code} * {scale}).to(T)"
-        return f"(({code} - {zero}) * {scale}).to(T)"
+        value = f"{code} * {scale}" if v.fmt in _FP8 else f"({code} - {zero}) * {scale}"
+        if v.residual:  # positions past the coded ones: the residual's keys, as they were appended
+            return f"where(in_codes[:, None], {value}, k_res[b, index(n) - coded_len, hk, {i}, :].to(f32)).to(T)"
+        return f"({value}).to(T)"
 
     def value_plane(self, i: int) -> str:
         if not self.quant:
@@ -122,6 +129,7 @@ class _Builder:
             *[f"        q{i} = q[b, hk, m, {i}, :]" for i in range(p)],
             "        length = lens[b]",
             "        first_query = first[b]",
+            *(["        coded_len = coded[b]"] if v.residual else []),
             *[f"        acc{i} = zeros([m, DP], f32)" for i in range(p)],
         ]
         body += ["        row_lse = zeros([m], f32)"] if v.lse else []
@@ -129,6 +137,8 @@ class _Builder:
         if v.paged:
             body += [f"{ind}page = table[b, index(n) // S]", f"{ind}slot = index(n) % S"]
         body.append(f"{ind}keys = k[{at}, :]")
+        if v.residual:
+            body.append(f"{ind}in_codes = index(n) < coded_len")
         if self.quant and v.key_mode == "channel" and not v.paged:
             body.append(f"{ind}key_group = index(n) // group")
         if self.quant and v.key_mode == "token":

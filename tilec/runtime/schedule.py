@@ -159,7 +159,8 @@ def _split_k(kernel: ir.Kernel, blocks: Mapping[str, int], dim_values: Mapping[s
     for tv in kernel.body.tiles:
         out_tiles *= tiles(tv)
     for point in kernel.body.points:  # range() axes: one program per position (batch x heads in decode)
-        out_tiles *= int(point.extent.subs({s: dim_values.get(s.name, 1) for s in point.extent.free_symbols}))
+        size = point.extent.subs({s: dim_values.get(s.name, 1) for s in point.extent.free_symbols})
+        out_tiles *= int(size)
     loop = next(s for s in kernel.body.body if isinstance(s, ir.SeqLoop))
     k_tiles = tiles(loop.tile)
     split = 1
