@@ -69,7 +69,7 @@ def test_softmax_over_the_loop_becomes_running_max_sum_and_rescaled_accumulator(
 
 
 def test_the_rewrite_keeps_the_spec_lines_for_comments() -> None:
-    source = getattr(tilec.compile(EXAMPLES / "attention.tile"), "attention")
+    source = tilec.compile(EXAMPLES / "attention.tile").attention
     import torch
 
     q = torch.zeros(1, 2, 20, 64, dtype=torch.float16)

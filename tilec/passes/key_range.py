@@ -38,15 +38,12 @@ def _stmt(stmt: ir.Stmt) -> ir.Stmt:
     stmt = replace(stmt, body=tuple(_stmt(s) for s in stmt.body))
     if stmt.softmax_state is None or stmt.split > 1:
         return stmt
-    found = _scores(stmt)
-    if found is None:
+    located = _scores(stmt)
+    if located is None:
         return stmt
-    scores, assigned = found
-    found = _bounds(scores, stmt.tile.name, assigned)
-    if found is None:
-        return stmt
-    rows, lower, upper = found
-    return replace(stmt, key_range=(rows, lower, upper))
+    scores, assigned = located
+    bounds = _bounds(scores, stmt.tile.name, assigned)
+    return stmt if bounds is None else replace(stmt, key_range=bounds)
 
 
 def _scores(loop: ir.SeqLoop) -> tuple[ir.Expr, dict[str, ir.Expr]] | None:

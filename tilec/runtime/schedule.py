@@ -146,8 +146,9 @@ MAX_DEFAULT_SPLIT = 16
 
 def _split_k(kernel: ir.Kernel, blocks: Mapping[str, int], dim_values: Mapping[str, int]) -> int:
     """The decode path: when the output tiles are too few to occupy the GPU (M = 1..16 gives one row of
-    tiles; decode attention has one tile per sequence and KV head), split the reduction loop until they do, keeping at least 4 K tiles per split.  The interpreter
-    (target cpu) runs programs one after another, so it never splits by default."""
+    tiles; decode attention has one tile per sequence and KV head), split the reduction loop until they do,
+    keeping at least 4 K tiles per split.  The interpreter (target cpu) runs programs one after another, so
+    it never splits by default."""
     if split_blocker(kernel) is not None:
         return 1
 
