@@ -65,7 +65,9 @@ def test_softmax_over_the_loop_becomes_running_max_sum_and_rescaled_accumulator(
     tail = {s.name: s.value for s in after.body.body[at + 1:] if isinstance(s, ir.Assign)}
     assert set(tail) == {"inv_row_sum", "acc", "row_lse"}
     lse = tail["row_lse"]
-    assert isinstance(lse, ir.Binary) and lse.op == "+"  # m + log(l): -inf + log(0) for a row with no key
+    # (m + log2(l)) * ln 2, the state being kept in base 2: -inf + log2(0) for a row with no key
+    assert isinstance(lse, ir.Binary) and lse.op == "*"
+    assert isinstance(lse.left, ir.Binary) and lse.left.op == "+"
 
 
 def test_the_rewrite_keeps_the_spec_lines_for_comments() -> None:
@@ -75,7 +77,7 @@ def test_the_rewrite_keeps_the_spec_lines_for_comments() -> None:
     q = torch.zeros(1, 2, 20, 64, dtype=torch.float16)
     k = torch.zeros(1, 2, 30, 64, dtype=torch.float16)
     code = source.triton_code(q, k, k, q.clone(), torch.zeros(1, 2, 20), 0.1, schedule=BLOCKS)
-    assert "tl.exp(row_max - row_max_used)" in code  # the rescale, named
+    assert "tl.exp2(row_max - row_max_used)" in code  # the rescale, named, in base 2
     assert "# attention.tile:19  acc += softmax(s, axis=1).to(T) @ v[b, kv_head, n, :]" in code
     assert code.count("attention.tile:19") == 1  # the rewritten statements share one comment
     assert "softmax" not in code.split("# attention.tile:19")[1].split("\n")[1]
@@ -143,3 +145,33 @@ def test_key_range_leaves_unbanded_and_split_loops_alone() -> None:
     assert loop_of(key_range(online_softmax(tiled(checked(plain))))).key_range is None
     split = split_k(online_softmax(tiled(checked(EXAMPLES / "attention.tile"))), 2)
     assert loop_of(key_range(split)).key_range is None
+
+
+def test_an_interpreter_without_computed_loop_bounds_walks_the_same_tiles_by_a_guard(monkeypatch) -> None:
+    import torch
+
+    import tilec.runtime.kernel as kernel_module
+    from tilec.runtime.interpreter import loop_bounds_must_be_ints
+
+    torch.manual_seed(3)
+    q = torch.randn(1, 2, 21, 64, dtype=torch.float16)
+    k, v = torch.randn(1, 2, 35, 64, dtype=torch.float16), torch.randn(1, 2, 35, 64, dtype=torch.float16)
+
+    def run(guarded: bool) -> tuple[str, torch.Tensor, torch.Tensor]:
+        monkeypatch.setattr(kernel_module, "_interpreter_needs_int_bounds", lambda target: guarded)
+        spec = tilec.compile(EXAMPLES.joinpath("attention.tile").read_text()).attention  # a fresh kernel cache
+        o, lse = torch.full_like(q, math.nan), torch.full((1, 2, 21), math.nan)
+        code = spec.triton_code(q, k, v, o, lse, 0.125, target="cpu", schedule=BLOCKS)
+        spec(q, k, v, o, lse, 0.125, schedule=BLOCKS)
+        return code, o, lse
+
+    guarded, o_guarded, lse_guarded = run(True)
+    assert "for tile_n in range(0, num_tiles_n):" in guarded and "if (tile_n >= 0) & (tile_n < end_tile_n):" in guarded
+    s = (q.double() @ k.double().transpose(-1, -2)) * 0.125
+    s = s.masked_fill(torch.arange(35)[None, :] > torch.arange(21)[:, None] + 14, -math.inf)
+    assert (o_guarded.double() - torch.softmax(s, -1) @ v.double()).abs().max() < 2e-3
+    assert (lse_guarded.double() - torch.logsumexp(s, -1)).abs().max() < 1e-4
+    if not loop_bounds_must_be_ints():  # Triton 3.9: the computed bounds run too, and agree bit for bit
+        bounded, o_bounded, lse_bounded = run(False)
+        assert "for tile_n in range(0, end_tile_n):" in bounded
+        assert torch.equal(o_bounded, o_guarded) and torch.equal(lse_bounded, lse_guarded)

@@ -96,7 +96,8 @@ def join_partials(em: Emitter, loop: ir.SeqLoop) -> None:
 def _merge_softmax(em: Emitter, loop: ir.SeqLoop, types: dict[str, TileType], tile_id: str,
                    offsets: dict[str, str]) -> None:
     """The last split of an online-softmax loop merges by log-sum-exp: with M the largest running max,
-    every split's accumulators and sum are weighted by exp(m_s - M) (0 for a split that saw no visible key)."""
+    every split's accumulators and sum are weighted by exp2(m_s - M) (the state is in base 2, see
+    passes/online_softmax.py; 0 for a split that saw no visible key)."""
     assert loop.softmax_state is not None
     max_name, sum_name = loop.softmax_state
     count = em.split_const
@@ -120,7 +121,7 @@ def _merge_softmax(em: Emitter, loop: ir.SeqLoop, types: dict[str, TileType], ti
     em.line(f"for {step} in tl.static_range(0, {count}):")
     em.depth += 1
     weight = em.namer.fresh("split_weight")
-    em.line(f'{weight} = tl.exp(tl.load({ptr(max_name, step)}, cache_modifier=".cg") - {used})')
+    em.line(f'{weight} = tl.exp2(tl.load({ptr(max_name, step)}, cache_modifier=".cg") - {used})  # base 2')
     for name in loop.partials:
         if name == max_name:
             continue

@@ -53,8 +53,13 @@ class GeneratedKernel:
 
 
 def emit(kernel: ir.Kernel, schedule: Schedule, facts: Facts, *, unit_strides: frozenset[tuple[str, int]] = frozenset(),
-         int64: bool = False, target: str = "cuda") -> GeneratedKernel:
-    return Emitter(kernel, schedule, facts, unit_strides, int64, target).run()
+         int64: bool = False, target: str = "cuda", computed_loop_bounds: bool = True) -> GeneratedKernel:
+    """``computed_loop_bounds=False`` is for an interpreter that takes only integers as loop
+    bounds (Triton 3.6's under NumPy 2): a loop whose bounds are computed in the kernel walks
+    every tile and guards its body instead."""
+    emitter = Emitter(kernel, schedule, facts, unit_strides, int64, target)
+    emitter.computed_loop_bounds = computed_loop_bounds
+    return emitter.run()
 
 
 class Emitter:
@@ -66,6 +71,7 @@ class Emitter:
         self.unit_strides = unit_strides
         self.int64 = int64
         self.target = target
+        self.computed_loop_bounds = True
         self.namer = Namer()
         self.names: dict[str, str] = {}  # user names (params, dims, variables) -> code names
         self.offsets: dict[str, str] = {}  # tile variable -> its offsets vector
@@ -295,17 +301,22 @@ class Emitter:
             self.line(f"for {step} in range(0, {self.trip_counts[tv.name]}):")
             self.depth += 1
             self.line(f"{index} = {self.split_index} * {self.trip_counts[tv.name]} + {step}")
-        elif loop.key_range is not None:
+        elif loop.key_range is not None and self.computed_loop_bounds:
             start, stop = self.key_range(loop)
             self.line(f"for {index} in range({start}, {stop}):")
             self.depth += 1
+        elif loop.key_range is not None:  # the same tiles, by a guard: see emit()
+            start, stop = self.key_range(loop)
+            self.line(f"for {index} in range(0, {self.trip_counts[tv.name]}):")
+            self.line(f"    if ({index} >= {start}) & ({index} < {stop}):")
+            self.depth += 2
         else:
             trips = self.trip_counts[tv.name]
             self.line(f"for {index} in range(0, {trips}):  # cdiv({tv.dim}, {self.blocks[tv.name]})")
             self.depth += 1
         self.tile_offsets(tv, index)
         self.stmts(loop.body)
-        self.depth -= 1
+        self.depth -= 2 if loop.key_range is not None and not self.computed_loop_bounds else 1
 
     def key_range(self, loop: ir.SeqLoop) -> tuple[str, str]:
         """The key tiles a query tile can see (passes/key_range.py): the rest are masked for every row."""

@@ -5,14 +5,18 @@ the one over the whole of N (ir.Softmax, made by the checker).  The scores are n
 distinct score tile ``s`` gets a running row maximum ``m`` and a running row sum ``l``::
 
     before the loop:   m = full([rows], -inf);  l = zeros([rows])
-    in the loop:       s' = s
+    in the loop:       s' = s * log2(e)                           # base 2: exp2 is one instruction
                        m_new = maximum(m, max(s', axis=1))
                        m_use = where(m_new == -inf, 0, m_new)    # every key so far masked: no NaN
-                       p = exp(s' - m_use[:, None]);  alpha = exp(m - m_use)
+                       p = exp2(s' - m_use[:, None]);  alpha = exp2(m - m_use)
                        l = l * alpha + sum(p, axis=1);  m = m_new
                        acc = acc * alpha[:, None] + p.to(T) @ v   # each accumulator of this softmax
     after the loop:    acc = acc * (1 / maximum(l, 1))[:, None]     # l >= 1 once a key is visible
-                       lse = m + log(l)                           # for `lse = logsumexp(s, axis=1)`
+                       lse = (m + log2(l)) * ln(2)                # for `lse = logsumexp(s, axis=1)`
+
+The factor log2(e) is folded into the spec's scalar scale when the scores are ``where(cond, x * scale,
+-inf)`` (the names assigned for them earlier in the loop are substituted and their statements dropped), so
+base 2 costs nothing: one multiply per score, as the spec wrote.
 
 Once a row has a visible key, l >= 1 (its maximum contributes exp(0) = 1), so the division never meets a
 small l; a row whose every key is masked (``where(visible, s, -inf)`` false everywhere) keeps acc = 0, l = 0
@@ -36,6 +40,8 @@ from tilec.ir import nodes as ir
 from tilec.ir.types import Axis, TileType
 from tilec.passes.rewrite import rewrite
 
+LOG2E = 1.0 / math.log(2.0)
+LN2 = math.log(2.0)
 _USE = ("inside a key loop, softmax over the loop's axis is used as `acc += softmax(s, axis=1).to(T) @ v` and "
         "log-sum-exp as `lse = logsumexp(s, axis=1)`")
 
@@ -76,6 +82,7 @@ class _Group:
     scores_name: str
     max_new: str
     max_used: str
+    scores_base2: ir.Expr | None = None  # scores * log2(e), the scale folded in
     accumulators: list[tuple[str, TileType]] = field(default_factory=list)
     lse: list[tuple[str, Span]] = field(default_factory=list)
 
@@ -96,16 +103,20 @@ def _block(body: tuple[ir.Stmt, ...], names: _Names, in_loop: bool = False) -> t
 def _loop(loop: ir.SeqLoop, names: _Names) -> list[ir.Stmt]:
     groups: list[_Group] = []
     body: list[ir.Stmt] = []
+    local: dict[str, list[tuple[int, ir.Expr]]] = {}  # loop-local name -> (position, value) per assignment
     for stmt in loop.body:
         found = _use(stmt, loop.tile.name)
         if found is None:
             _reject_stray(stmt)
+            if isinstance(stmt, ir.Assign) and (stmt.declares or stmt.name in local):
+                local.setdefault(stmt.name, []).append((len(body), stmt.value))
             body.append(stmt)
             continue
         softmax, acc = found
         group = next((g for g in groups if _same(g.scores, softmax.operand)), None)
         if group is None:
             group = _new_group(softmax, names)
+            group.scores_base2 = _base2(softmax.operand, local, len(body))
             groups.append(group)
             body.extend(_update(group, softmax.span))
         assert isinstance(stmt, ir.Assign)
@@ -127,7 +138,72 @@ def _loop(loop: ir.SeqLoop, names: _Names) -> list[ir.Stmt]:
         before.append(ir.Assign(g.max_name, ir.Full(-math.inf, g.rows, span), span, declares=True))
         before.append(ir.Assign(g.sum_name, ir.Full(0.0, g.rows, span), span, declares=True))
         after.extend(_finish(g, names, span))
-    return [*before, replace(loop, body=tuple(body), softmax_state=state, softmax_scores=scores), *after]
+    live = _without_dead(body, set(local))
+    return [*before, replace(loop, body=live, softmax_state=state, softmax_scores=scores), *after]
+
+
+def _base2(scores: ir.Expr, local: dict[str, list[tuple[int, ir.Expr]]], at: int) -> ir.Expr:
+    """``scores * log2(e)``, the online state's domain (exp2 is one instruction, exp a multiply and exp2),
+    with the multiply folded into the spec's own scalar scale where the scores are ``where(cond, x * scale,
+    -inf)``: names assigned earlier in the loop are substituted (their statements then die, below)."""
+    def inline(e: ir.Expr, upto: int) -> tuple[ir.Expr, int]:
+        """``e`` with a loop-local name replaced by its value (and the position that value was computed at)."""
+        if isinstance(e, ir.Var) and e.name in local:
+            writes = [(pos, v) for pos, v in local[e.name] if pos < upto]
+            if writes:
+                pos, value = writes[-1]
+                if not _reads_later_writes(value, local, pos, at):
+                    return inline(value, pos)
+        return e, upto
+
+    def push(e: ir.Expr, upto: int) -> ir.Expr:
+        e, upto = inline(e, upto)
+        if isinstance(e, ir.Where) and isinstance(e.otherwise, ir.Const) and e.otherwise.value == -math.inf:
+            return replace(e, then=push(e.then, upto))
+        if isinstance(e, ir.Binary) and e.op == "*":
+            for tile, scalar in ((e.left, e.right), (e.right, e.left)):
+                if scalar.type.rank == 0 and tile.type.rank and scalar.type.dtype == dt.f32:
+                    folded = ir.Binary("*", scalar, _f32(LOG2E, e.span), scalar.type, e.span)
+                    return ir.Binary("*", tile, folded, e.type, e.span)
+        return ir.Binary("*", e, _f32(LOG2E, e.span), e.type, e.span)
+
+    return push(scores, at)
+
+
+def _reads_later_writes(value: ir.Expr, local: dict[str, list[tuple[int, ir.Expr]]], pos: int, at: int) -> bool:
+    """Whether moving ``value`` from position ``pos`` to ``at`` would read a name written in between."""
+    read = {e.name for e in ir.walk_exprs(value) if isinstance(e, ir.Var)}
+    return any(pos < p < at for name in read for p, _ in local.get(name, []))
+
+
+def _without_dead(body: list[ir.Stmt], local: set[str]) -> tuple[ir.Stmt, ...]:
+    """Drop assignments to loop-local names that nothing after them reads (the scores' statements, once
+    substituted into the base-2 scores; a declaration whose name is still read later stays)."""
+    out = list(body)
+    changed = True
+    while changed:
+        changed = False
+        for i, stmt in enumerate(out):
+            if not (isinstance(stmt, ir.Assign) and stmt.name in local):
+                continue
+            later = [e for s in out[i + 1:] for e in _stmt_exprs(s)]
+            if not any(isinstance(e, ir.Var) and e.name == stmt.name for root in later for e in ir.walk_exprs(root)):
+                if stmt.declares and any(isinstance(s, ir.Assign) and s.name == stmt.name for s in out[i + 1:]):
+                    continue  # a later assignment relies on this declaration
+                del out[i]
+                changed = True
+                break
+    return tuple(out)
+
+
+def _stmt_exprs(stmt: ir.Stmt) -> list[ir.Expr]:
+    if isinstance(stmt, ir.Assign):
+        return [stmt.value]
+    if isinstance(stmt, ir.Store):
+        return [stmt.value, *ir.index_exprs(stmt.index)]
+    if isinstance(stmt, ir.SeqLoop):
+        return [e for s in stmt.body for e in _stmt_exprs(s)]
+    return []
 
 
 def _use(stmt: ir.Stmt, tile: str) -> tuple[ir.Softmax, str] | None:
@@ -212,12 +288,12 @@ def _update(g: _Group, span: Span) -> list[ir.Stmt]:
                     _f32(0.0, span), m_new, g.rows, span)
     safe_name = g.max_used
     safe_var = ir.Var(safe_name, g.rows, span)
-    probs = ir.Math("exp", (ir.Binary("-", scores, _column(safe_var, span), s_type, span),), s_type, span)
-    alpha = ir.Math("exp", (ir.Binary("-", m, safe_var, g.rows, span),), g.rows, span)
+    probs = ir.Math("exp2", (ir.Binary("-", scores, _column(safe_var, span), s_type, span),), s_type, span)
+    alpha = ir.Math("exp2", (ir.Binary("-", m, safe_var, g.rows, span),), g.rows, span)
     total = ir.Binary("+", ir.Binary("*", l_, ir.Var(g.alpha, g.rows, span), g.rows, span),
                       ir.Reduce("sum", ir.Var(g.probs, s_type, span), 1, g.rows, span), g.rows, span)
     return [
-        ir.Assign(scores.name, g.scores, span, declares=True),
+        ir.Assign(scores.name, g.scores_base2 if g.scores_base2 is not None else g.scores, span, declares=True),
         ir.Assign(m_new_name, ir.Math("maximum", (m, tile_max), g.rows, span), span, declares=True),
         ir.Assign(safe_name, safe, span, declares=True),
         ir.Assign(g.probs, probs, span, declares=True),
@@ -261,6 +337,7 @@ def _finish(g: _Group, names: _Names, span: Span) -> list[ir.Stmt]:
                                                      acc_type, span), span))
     for lse_name, lse_span in g.lse:
         m = ir.Var(g.max_name, g.rows, lse_span)
-        value = ir.Binary("+", m, ir.Math("log", (l_,), g.rows, lse_span), g.rows, lse_span)
+        base2 = ir.Binary("+", m, ir.Math("log2", (l_,), g.rows, lse_span), g.rows, lse_span)
+        value = ir.Binary("*", base2, _f32(LN2, lse_span), g.rows, lse_span)  # back to the natural log
         out.append(ir.Assign(lse_name, value, lse_span))
     return out

@@ -103,6 +103,44 @@ def scalar_arguments(values: list[Any]) -> list[Any]:
 _ONE_ELEMENT: list[bool] = []
 
 
+_COMPUTED_BOUNDS: list[bool] = []
+
+
+def loop_bounds_must_be_ints() -> bool:
+    """Whether this Triton's interpreter fails on a loop bound computed in the kernel.
+
+    Values in the interpreter are 1-element arrays; 3.9 squeezes one into a loop bound,
+    3.6 calls ``int()`` on it, which NumPy 2 refuses.  Probed once by running a loop whose
+    bound is ``program_id + n``, rather than assumed from version numbers.
+    """
+    if not _COMPUTED_BOUNDS:
+        import torch
+
+        out = torch.zeros(1, dtype=torch.int32)
+        try:
+            with interpreted_language():
+                interpreted(_computed_bound_probe())[(1,)](out, *scalar_arguments([3]))
+            works = int(out.item()) == 3
+        except Exception:  # any failure means: do not compute loop bounds here
+            works = False
+        _COMPUTED_BOUNDS.append(not works)
+    return _COMPUTED_BOUNDS[0]
+
+
+def _computed_bound_probe() -> Any:
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def computed_bound(out_ptr, n):
+        count = 0
+        for _ in range(0, tl.program_id(axis=0) + n):
+            count += 1
+        tl.store(out_ptr, count)
+
+    return computed_bound
+
+
 def _ints_are_one_element_arrays() -> bool:
     if not _ONE_ELEMENT:
         from triton.runtime.interpreter import _implicit_cvt

@@ -144,7 +144,7 @@ class Kernel:
         if compiled is None:
             lowered = lower(kir, chosen, dims, target, arch, dict(pow2))
             generated = emit(lowered.kernel, chosen, lowered.facts, unit_strides=unit_strides, int64=int64,
-                             target=target)
+                             target=target, computed_loop_bounds=not _interpreter_needs_int_bounds(target))
 
             def respecialize(new_arch: int, strides: frozenset[tuple[str, int]] = unit_strides) -> Compiled:
                 return self.specialize(dims, dtypes, target=target, schedule=schedule, unit_strides=strides,
@@ -193,6 +193,14 @@ class Kernel:
                                        unit_strides=unit, int64=int64, arch=arch, scalars=bound.scalars)
             self._launch_cache[fast_key] = compiled
         return compiled
+
+
+def _interpreter_needs_int_bounds(target: str) -> bool:
+    if target != "cpu":
+        return False
+    from tilec.runtime.interpreter import loop_bounds_must_be_ints
+
+    return loop_bounds_must_be_ints()
 
 
 def launch(compiled: Compiled, bound: argbind.Bound) -> None:

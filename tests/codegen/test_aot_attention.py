@@ -1,0 +1,124 @@
+"""Ahead-of-time: attention prefill and decode compile for sm_90 and sm_80 at production sizes.
+
+The schedules are the GPU ones tilec.ops picks (``prefill_schedule``, ``decode_schedule`` for a CUDA
+device).  Products reach the tensor cores (prefill on sm_90: wgmma, ``ttng.warp_group_dot`` in TTGIR; the
+16-row decode tile may take ``mma.sync`` there; sm_80: ``mma.sync``), and ptxas reports no spills, at most
+255 registers and shared memory within the target's limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from tilec.codegen.aot import Artifacts, compile_for_gpu
+from tilec.ir import dtypes as dt
+from tilec.ops_attention import Variant, prefill_schedule
+from tilec.ops_attention import kernel_for as prefill_kernel
+from tilec.ops_decode import decode_schedule
+from tilec.ops_decode import kernel_for as decode_kernel
+from tilec.ops_decode_spec import DecodeVariant
+
+pytestmark = pytest.mark.aot
+CUDA = torch.device("cuda")
+SHARED_LIMIT = {"sm_90": 227 * 1024, "sm_80": 163 * 1024}
+FULL = Variant(causal=True, window=True, bias=True, alibi=True, softcap=True, lse=True)
+CAUSAL = Variant(causal=True, lse=True)
+
+# (variant, head dim, dtype, target): every head dim on both targets for the causal kernel, the full-feature
+# kernel at 64/128/256, the padded head dims (80, 96) once each.
+PREFILL = [(CAUSAL, d, dtype, target) for d in (64, 128, 256) for target in ("sm_90", "sm_80")
+           for dtype in (("bf16", "f16") if d == 128 else ("bf16",))]
+PREFILL += [(FULL, d, "bf16", target) for d in (64, 128, 256) for target in ("sm_90", "sm_80")]
+PREFILL += [(FULL, 128, "f16", "sm_90"), (CAUSAL, 80, "bf16", "sm_90"), (CAUSAL, 96, "f16", "sm_80")]
+
+
+def prefill_dims(d: int) -> dict[str, int]:
+    return {"B": 4, "H": 32, "HK": 8, "M": 4096, "N": 4096, "D": d}
+
+
+def compile_prefill(variant: Variant, d: int, dtype: str, target: str) -> tuple[Artifacts, Any]:
+    dims = prefill_dims(d)
+    schedule = prefill_schedule(dims["M"], d, CUDA)
+    dtypes = {"T": dt.DTYPES[dtype]} | ({"BT": dt.DTYPES[dtype]} if variant.bias else {})
+    compiled = prefill_kernel(variant).specialize(dims, dtypes, target="cuda", schedule=schedule)
+    return compile_for_gpu(compiled, target, dims), compiled
+
+
+# Decode: Q = 1, H = 32, HK = 8 (4 query rows per KV head, one 16-row tile), D = 128, Nmax = 32768.
+H, HK, D, NMAX, BATCH, PAGE, GROUP = 32, 8, 128, 32768, 8, 64, 32
+DECODE = [(DecodeVariant(), 1, "sm_90"), (DecodeVariant(), 16, "sm_90"), (DecodeVariant(), 16, "sm_80"),
+          (DecodeVariant(paged=True), 16, "sm_90"),
+          (DecodeVariant("int4", key_mode="channel"), 16, "sm_90"),
+          (DecodeVariant("int4", key_mode="channel"), 1, "sm_80"),
+          (DecodeVariant("int4", paged=True, key_mode="channel"), 16, "sm_90"),
+          (DecodeVariant("int4"), 16, "sm_80"),
+          (DecodeVariant("int8"), 16, "sm_90"),
+          (DecodeVariant("int8", paged=True, key_mode="channel"), 1, "sm_80"),
+          (DecodeVariant("int2", key_mode="channel"), 16, "sm_90"),
+          (DecodeVariant("int2", paged=True), 16, "sm_80"),
+          (DecodeVariant("fp8_e4m3"), 16, "sm_90"),
+          (DecodeVariant("fp8_e4m3", paged=True, key_mode="channel", lse=True), 1, "sm_90")]
+
+
+def decode_dims(variant: DecodeVariant) -> dict[str, int]:
+    dims = {"B": BATCH, "HK": HK, "R": H // HK, "DP": D // variant.planes}
+    if variant.paged:
+        blocks = NMAX // PAGE
+        return dims | {"N": blocks * PAGE, "MB": blocks, "S": PAGE, "NB": BATCH * blocks}
+    dims["N"] = NMAX
+    if variant.fmt != "dense" and variant.key_mode == "channel":
+        dims["NG"] = NMAX // GROUP
+    return dims
+
+
+def compile_decode(variant: DecodeVariant, splits: int, target: str, dtype: str = "bf16") -> tuple[Artifacts, Any]:
+    dims = decode_dims(variant)
+    schedule = decode_schedule(dims["R"], CUDA, splits)
+    compiled = decode_kernel(variant).specialize(dims, {"T": dt.DTYPES[dtype]}, target="cuda", schedule=schedule)
+    return compile_for_gpu(compiled, target, dims), compiled
+
+
+def check_resources(art: Artifacts, target: str) -> None:
+    report = art.ptxas()
+    assert report.spill_stores == 0 and report.spill_loads == 0, report.text
+    assert 0 < report.registers <= 255, report.text
+    assert art.shared_bytes <= SHARED_LIMIT[target], art.shared_bytes
+    assert isinstance(art.asm["cubin"], bytes) and len(art.asm["cubin"]) > 0
+
+
+def prefill_id(case: tuple[Variant, int, str, str]) -> str:
+    variant, d, dtype, target = case
+    return f"{'full' if variant == FULL else 'causal'}-d{d}-{dtype}-{target}"
+
+
+@pytest.mark.parametrize("case", PREFILL, ids=[prefill_id(c) for c in PREFILL])
+def test_prefill_uses_tensor_cores_without_spills(case: tuple[Variant, int, str, str]) -> None:
+    variant, d, dtype, target = case
+    art, compiled = compile_prefill(variant, d, dtype, target)
+    assert "tl.dot(" in compiled.source
+    if target == "sm_90":
+        assert "ttng.warp_group_dot" in art.asm["ttgir"]
+    else:
+        assert "mma.sync" in art.asm["ptx"]
+    check_resources(art, target)
+
+
+def decode_id(case: tuple[DecodeVariant, int, str]) -> str:
+    v, splits, target = case
+    layout = "paged" if v.paged else "dense"
+    keys = f"-{v.key_mode}" if v.fmt != "dense" else ""
+    return f"{v.fmt}{keys}-{layout}{'-lse' if v.lse else ''}-split{splits}-{target}"
+
+
+@pytest.mark.parametrize("case", DECODE, ids=[decode_id(c) for c in DECODE])
+def test_decode_uses_tensor_cores_without_spills(case: tuple[DecodeVariant, int, str]) -> None:
+    variant, splits, target = case
+    art, compiled = compile_decode(variant, splits, target)
+    assert "tl.dot(" in compiled.source
+    assert "mma" in art.asm["ptx"]  # mma.sync, or wgmma on sm_90
+    if target == "sm_80":
+        assert "mma.sync" in art.asm["ptx"]
+    check_resources(art, target)
