@@ -16,7 +16,8 @@ Caches:
 
 Query token i of sequence b sits at position ``cache_seqlens[b] - Q + i`` (the queries are the cache's last
 Q tokens, already appended) and sees the keys at positions up to its own.  A row that sees no key gives 0
-(and a log-sum-exp of -inf).
+(and a log-sum-exp of -inf).  A cache's rows at and past a sequence's length may hold anything (memory from
+torch.empty, NaN included): the keys there are masked and the values read as 0.
 """
 
 from __future__ import annotations

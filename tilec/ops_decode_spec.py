@@ -113,12 +113,14 @@ class _Builder:
         return f"({value}).to(T)"
 
     def value_plane(self, i: int) -> str:
+        """Plane i of the value tile in T, 0 at positions >= length: a cache's rows past a sequence's end may
+        hold anything (torch.empty's NaN included) and 0 * NaN would reach the accumulator."""
         if not self.quant:
             return "values"
         code = self.plane("values", i)
         if self.v.fmt in _FP8:
-            return f"({code} * value_scale).to(T)"
-        return f"(({code} - value_zero) * value_scale).to(T)"
+            return f"where(stored, {code} * value_scale, 0.0).to(T)"
+        return f"where(stored, ({code} - value_zero) * value_scale, 0.0).to(T)"
 
     def text(self) -> str:
         v, p = self.v, self.p
@@ -152,7 +154,11 @@ class _Builder:
         body.append(f"{ind}visible = (index(n)[None, :] < length) & "
                     "(index(n)[None, :] <= (first_query + index(m) % Q)[:, None])")
         body.append(f"{ind}s = where(visible, s, -inf)")
-        body.append(f"{ind}values = v[{at}, :]")
+        body.append(f"{ind}stored = (index(n) < length)[:, None]")
+        if self.quant:  # masked in value_plane, after dequantising
+            body.append(f"{ind}values = v[{at}, :]")
+        else:
+            body.append(f"{ind}values = where(stored, v[{at}, :], 0.0).to(T)")
         if self.quant:
             body.append(f"{ind}value_scale = v_scale[{at}].to(f32)[:, None]")
             if v.fmt in _INT_BITS:
