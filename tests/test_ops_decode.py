@@ -330,3 +330,23 @@ def test_torch_compile_fullgraph_dense() -> None:
     ref, _ = reference(q, k, v, lens)
     err, tol = max_err(o, ref), dense_tolerance(ref, v, lens, torch.float16)
     assert err <= tol, (err, tol)
+
+
+def test_merge_attention_of_two_key_sets_is_attention_over_both() -> None:
+    gen = torch.Generator().manual_seed(21)
+    q = torch.randn(2, 3, 5, 16, generator=gen, dtype=torch.float64)
+    k, v = (torch.randn(2, 3, 29, 16, generator=gen, dtype=torch.float64) for _ in range(2))
+    s = q @ k.transpose(-1, -2) / 4
+    s[0, 0, 1, :11] = -math.inf  # row sees nothing of the first set
+    s[1, 2, 3, 11:] = -math.inf  # ... nothing of the second
+    s[0, 1, 4, :] = -math.inf  # ... nothing at all
+
+    def part(cols: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        lse = torch.logsumexp(s[..., cols], -1)
+        return torch.softmax(s[..., cols], -1).nan_to_num(0.0) @ v[..., cols, :], lse
+
+    o, lse = tilec.ops.merge_attention(*part(slice(0, 11)), *part(slice(11, 29)))
+    ref_o, ref_lse = part(slice(0, 29))
+    assert not o.isnan().any() and not lse.isnan().any()
+    assert torch.allclose(o, ref_o, atol=1e-12, rtol=0) and torch.equal(o[0, 1, 4], torch.zeros(16, dtype=o.dtype))
+    assert torch.allclose(lse, ref_lse, atol=1e-12, rtol=0) and lse[0, 1, 4] == -math.inf

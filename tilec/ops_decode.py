@@ -110,7 +110,8 @@ def merge_attention(o1: torch.Tensor, lse1: torch.Tensor, o2: torch.Tensor,
     w1, w2 = torch.exp(lse1 - used), torch.exp(lse2 - used)
     total = w1 + w2
     inv = torch.where(total > 0, 1.0 / total.clamp_min(1e-30), 0.0)
-    o = (o1.float() * (w1 * inv)[..., None] + o2.float() * (w2 * inv)[..., None]).to(o1.dtype)
+    work = torch.promote_types(torch.promote_types(o1.dtype, o2.dtype), torch.float32)  # f32 for 16-bit outputs
+    o = (o1.to(work) * (w1 * inv)[..., None] + o2.to(work) * (w2 * inv)[..., None]).to(o1.dtype)
     return o, used + torch.log(total)
 
 

@@ -175,3 +175,27 @@ def test_an_interpreter_without_computed_loop_bounds_walks_the_same_tiles_by_a_g
         bounded, o_bounded, lse_bounded = run(False)
         assert "for tile_n in range(0, end_tile_n):" in bounded
         assert torch.equal(o_bounded, o_guarded) and torch.equal(lse_bounded, lse_guarded)
+
+
+def test_base2_folds_log2e_into_the_scale_only_where_the_scores_can_move() -> None:
+    from tilec.passes.online_softmax import LOG2E
+
+    def body(spec: str | Path) -> dict[str, list[ir.Expr]]:
+        out: dict[str, list[ir.Expr]] = {}
+        for s in loop_of(online_softmax(tiled(checked(spec)))).body:
+            if isinstance(s, ir.Assign):
+                out.setdefault(s.name, []).append(s.value)
+        return out
+
+    causal = body(EXAMPLES / "attention.tile")  # s = dot * scale; s = where(visible, s, -inf)
+    assert "s" not in causal  # substituted into the scores, its statements gone
+    scores = causal["scores"][0]
+    assert isinstance(scores, ir.Where) and isinstance(scores.then, ir.Binary) and isinstance(scores.then.left, ir.Dot)
+    folded = scores.then.right  # scale * log2(e): one scalar, one multiply per score
+    assert isinstance(folded, ir.Binary) and isinstance(folded.right, ir.Const) and folded.right.value == LOG2E
+    # s = dot * scale; s = s + bias: the second reads the first, so moving it would read `s` too late
+    biased = body(tilec.ops_attention.Variant(bias=True).spec())
+    assert len(biased["s"]) == 2
+    scores = biased["scores"][0]
+    assert isinstance(scores, ir.Binary) and isinstance(scores.left, ir.Var) and scores.left.name == "s"
+    assert isinstance(scores.right, ir.Const) and scores.right.value == LOG2E

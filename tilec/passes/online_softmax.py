@@ -156,10 +156,14 @@ def _base2(scores: ir.Expr, local: dict[str, list[tuple[int, ir.Expr]]], at: int
                     return inline(value, pos)
         return e, upto
 
+    kept: list[tuple[ir.Expr, int]] = []  # parts left as written, with the position whose names they read
+
     def push(e: ir.Expr, upto: int) -> ir.Expr:
         e, upto = inline(e, upto)
         if isinstance(e, ir.Where) and isinstance(e.otherwise, ir.Const) and e.otherwise.value == -math.inf:
+            kept.append((e.cond, upto))
             return replace(e, then=push(e.then, upto))
+        kept.append((e, upto))
         if isinstance(e, ir.Binary) and e.op == "*":
             for tile, scalar in ((e.left, e.right), (e.right, e.left)):
                 if scalar.type.rank == 0 and tile.type.rank and scalar.type.dtype == dt.f32:
@@ -167,7 +171,12 @@ def _base2(scores: ir.Expr, local: dict[str, list[tuple[int, ir.Expr]]], at: int
                     return ir.Binary("*", tile, folded, e.type, e.span)
         return ir.Binary("*", e, _f32(LOG2E, e.span), e.type, e.span)
 
-    return push(scores, at)
+    base2 = push(scores, at)
+    if any(_reads_later_writes(part, local, pos - 1, at) for part, pos in kept if pos < at):
+        # a part still names a value overwritten before the scores are used (`s = s + bias` read back as
+        # `s`): keep the scores' own statements and multiply once
+        return ir.Binary("*", scores, _f32(LOG2E, scores.span), scores.type, scores.span)
+    return base2
 
 
 def _reads_later_writes(value: ir.Expr, local: dict[str, list[tuple[int, ir.Expr]]], pos: int, at: int) -> bool:
