@@ -28,6 +28,11 @@ from dataclasses import dataclass
 
 _FP8 = {"fp8_e4m3": "f8e4m3", "fp8_e5m2": "f8e5m2"}
 _INT_BITS = {"int8": 8, "int4": 4, "int2": 2}
+# Value scales are multiplied by 2**k (undone on the output, exactly) so that p * scale, rounded to T, stays
+# a normal float16 for data of any size: 2**k is the power of two at or below the format's largest code, so
+# scale * 2**k is about half the data's largest magnitude.  (fp8_e5m2's scales are ~amax / 57344: p * scale
+# alone would be a float16 subnormal.)
+_VALUE_SCALE_UP = {"int8": 128.0, "int4": 8.0, "int2": 2.0, "fp8_e4m3": 256.0, "fp8_e5m2": 32768.0}
 
 
 @dataclass(frozen=True)
@@ -87,40 +92,57 @@ class _Builder:
         out += ["softcap: f32"] if v.softcap else []
         return out
 
-    def plane(self, codes: str, i: int) -> str:
-        """Plane i of a code tile as f32 (integer formats: shift and mask; fp8: the value)."""
+    def plane(self, codes: str, i: int, to: str = "f32") -> str:
+        """Plane i of a code tile as ``to`` (integer formats: shift and mask, the code itself; fp8: its value).
+        Codes are exact in f16 and bf16 (integers below 256, fp8 values), so a product can take them raw."""
         if self.v.fmt in _FP8:
-            return f"{codes}.to(f32)"
+            return f"{codes}.to({to})"
         bits = _INT_BITS[self.v.fmt]
         if bits == 8:
-            return f"{codes}.to(f32)"
+            return f"{codes}.to({to})"
         shifted = f"({codes} >> {i * bits})" if i else codes
-        return f"({shifted} & {(1 << bits) - 1}).to(f32)"
+        return f"({shifted} & {(1 << bits) - 1}).to({to})"
+
+    @property
+    def zero_points(self) -> bool:
+        return self.v.fmt in _INT_BITS
+
+    @property
+    def center(self) -> str:
+        """Value codes enter the product as ``code - 2**(bits - 1)``: the probabilities, rounded to T with the
+        scale folded in, then multiply numbers of at most half the codes' range (the zero is moved by as much)."""
+        return f"{float(1 << (_INT_BITS[self.v.fmt] - 1))}"
+
+    @property
+    def folded_keys(self) -> bool:
+        """Per-token keys: ``q . ((c - z) * s) = (q . c - z * sum(q)) * s``, so the product takes the raw codes
+        and the scale and zero apply to the [rows, keys] scores, not to every element of the key tile."""
+        return self.quant and self.v.key_mode == "token"
 
     def key_plane(self, i: int) -> str:
         v = self.v
         if not self.quant:
             return "keys"
+        if self.folded_keys:
+            return self.plane("keys", i, "T")
         code = self.plane("keys", i)
-        if v.key_mode == "channel":
-            at = f"page, hk, {i}, :" if v.paged else f"b, key_group, hk, {i}, :"
-            scale, zero = f"k_scale[{at}].to(f32)", f"k_zero[{at}].to(f32)"
-        else:
-            scale, zero = "key_scale", "key_zero"
+        at = f"page, hk, {i}, :" if v.paged else f"b, key_group, hk, {i}, :"
+        scale, zero = f"k_scale[{at}].to(f32)", f"k_zero[{at}].to(f32)"
         value = f"{code} * {scale}" if v.fmt in _FP8 else f"({code} - {zero}) * {scale}"
         if v.residual:  # positions past the coded ones: the residual's keys, as they were appended
             return f"where(in_codes[:, None], {value}, k_res[b, index(n) - coded_len, hk, {i}, :].to(f32)).to(T)"
         return f"({value}).to(T)"
 
     def value_plane(self, i: int) -> str:
-        """Plane i of the value tile in T, 0 at positions >= length: a cache's rows past a sequence's end may
-        hold anything (torch.empty's NaN included) and 0 * NaN would reach the accumulator."""
+        """Plane i of the value tile in T.  16-bit values are 0 at positions >= length: a cache's rows past a
+        sequence's end may hold anything (torch.empty's NaN included) and 0 * NaN would reach the accumulator.
+        Quantised values are codes (the per-token scale is folded into the probabilities, the zero into
+        ``offset``): integer codes are always finite, fp8 codes are masked like 16-bit values."""
         if not self.quant:
             return "values"
-        code = self.plane("values", i)
         if self.v.fmt in _FP8:
-            return f"where(stored, {code} * value_scale, 0.0).to(T)"
-        return f"where(stored, ({code} - value_zero) * value_scale, 0.0).to(T)"
+            return f"where(stored, {self.plane('values', i, 'T')}, 0.0)"
+        return f"({self.plane('values', i)} - {self.center}).to(T)"
 
     def text(self) -> str:
         v, p = self.v, self.p
@@ -134,6 +156,10 @@ class _Builder:
             *(["        coded_len = coded[b]"] if v.residual else []),
             *[f"        acc{i} = zeros([m, DP], f32)" for i in range(p)],
         ]
+        if self.zero_points:
+            body.append("        offset = zeros([m], f32)")
+            if self.folded_keys:
+                body.append("        q_sum = " + " + ".join(f"sum(q{i}.to(f32), axis=1)" for i in range(p)))
         body += ["        row_lse = zeros([m], f32)"] if v.lse else []
         body.append("        for n in tiles(N):")
         if v.paged:
@@ -143,29 +169,41 @@ class _Builder:
             body.append(f"{ind}in_codes = index(n) < coded_len")
         if self.quant and v.key_mode == "channel" and not v.paged:
             body.append(f"{ind}key_group = index(n) // group")
-        if self.quant and v.key_mode == "token":
-            body.append(f"{ind}key_scale = k_scale[{at}].to(f32)[:, None]")
+        if self.folded_keys:
+            body.append(f"{ind}key_scale = k_scale[{at}].to(f32)")
             if v.fmt in _INT_BITS:
-                body.append(f"{ind}key_zero = k_zero[{at}].to(f32)[:, None]")
+                body.append(f"{ind}key_zero = k_zero[{at}].to(f32)")
         dots = " + ".join(f"q{i} @ {self.key_plane(i)}.T" for i in range(p))
-        body.append(f"{ind}s = ({dots}) * scale")
+        if not self.folded_keys:
+            body.append(f"{ind}s = ({dots}) * scale")
+        elif v.fmt in _INT_BITS:
+            body.append(f"{ind}s = ({dots} - q_sum[:, None] * key_zero[None, :]) * (key_scale[None, :] * scale)")
+        else:
+            body.append(f"{ind}s = ({dots}) * (key_scale[None, :] * scale)")
         if v.softcap:
             body.append(f"{ind}s = softcap * tanh(s / softcap)")
         body.append(f"{ind}visible = (index(n)[None, :] < length) & "
                     "(index(n)[None, :] <= (first_query + index(m) % Q)[:, None])")
-        body.append(f"{ind}s = where(visible, s, -inf)")
-        body.append(f"{ind}stored = (index(n) < length)[:, None]")
-        if self.quant:  # masked in value_plane, after dequantising
+        body.append(f"{ind}s = where(visible, s, -inf)")  # NaN scores of unused positions are dropped here
+        if v.fmt == "dense" or v.fmt in _FP8:
+            body.append(f"{ind}stored = (index(n) < length)[:, None]")
+        if self.quant:
+            up = _VALUE_SCALE_UP[v.fmt]
             body.append(f"{ind}values = v[{at}, :]")
+            body.append(f"{ind}value_scale = where(index(n) < length, v_scale[{at}].to(f32) * {up}, 0.0)")
+            probs = "(softmax(s, axis=1) * value_scale[None, :]).to(T)"
         else:
             body.append(f"{ind}values = where(stored, v[{at}, :], 0.0).to(T)")
-        if self.quant:
-            body.append(f"{ind}value_scale = v_scale[{at}].to(f32)[:, None]")
-            if v.fmt in _INT_BITS:
-                body.append(f"{ind}value_zero = v_zero[{at}].to(f32)[:, None]")
-        body += [f"{ind}acc{i} += softmax(s, axis=1).to(T) @ {self.value_plane(i)}" for i in range(p)]
+            probs = "softmax(s, axis=1).to(T)"
+        body += [f"{ind}acc{i} += {probs} @ {self.value_plane(i)}" for i in range(p)]
+        if self.zero_points:  # sum over keys of p * scale * (zero - center), the same for every channel
+            body.append(f"{ind}value_offset = where(index(n) < length, value_scale * (v_zero[{at}].to(f32) - "
+                        f"{self.center}), 0.0)")
+            body.append(f"{ind}offset += sum(softmax(s, axis=1) * value_offset[None, :], axis=1)")
         body += [f"{ind}row_lse = logsumexp(s, axis=1)"] if v.lse else []
-        body += [f"        o[b, hk, m, {i}, :] = acc{i}.to(T)" for i in range(p)]
+        less = " - offset[:, None]" if self.zero_points else ""
+        down = f" * {1.0 / _VALUE_SCALE_UP[v.fmt]}" if self.quant else ""
+        body += [f"        o[b, hk, m, {i}, :] = ((acc{i}{less}){down}).to(T)" for i in range(p)]
         body += ["        lse[b, hk, m] = row_lse"] if v.lse else []
         header = "def decode_attention(" + ",\n                     ".join(self.params()) + "):"
         return "\n".join([header, *body]) + "\n"

@@ -22,7 +22,9 @@ Once a row has a visible key, l >= 1 (its maximum contributes exp(0) = 1), so th
 small l; a row whose every key is masked (``where(visible, s, -inf)`` false everywhere) keeps acc = 0, l = 0
 and m = -inf, and therefore gives an output of 0 and a log-sum-exp of -inf, never NaN.  Several
 accumulators may share one softmax (value planes of a quantised cache), each
-``acc += softmax(s).to(T) @ v_i``.  The loop records ``(m, l)`` as its
+``acc += softmax(s).to(T) @ v_i``; an accumulator may take any form linear in each row of softmax(s)
+(``(softmax(s) * w[None, :]).to(T) @ v``, ``sum(softmax(s) * w[None, :], axis=1)``: a per-key scale
+folded into the probabilities), since rescaling the row by alpha commutes with it.  The loop records ``(m, l)`` as its
 ``softmax_state``, so a split loop (passes/split_k.py) merges its partials by log-sum-exp.
 
 Any other use of ``softmax``/``logsumexp`` over the loop's axis has no online form: it is reported at its
@@ -228,19 +230,53 @@ def _use(stmt: ir.Stmt, tile: str) -> tuple[ir.Softmax, str] | None:
     if isinstance(value, ir.Cast):
         value = value.operand
     if not (isinstance(value, ir.Binary) and value.op == "+" and isinstance(value.left, ir.Var)
-            and value.left.name == stmt.name and isinstance(value.right, ir.Dot)):
+            and value.left.name == stmt.name):
         return None
-    probs = value.right.a
-    while isinstance(probs, ir.Cast):
-        probs = probs.operand
-    if not (isinstance(probs, ir.Softmax) and probs.fn == "softmax" and _over(probs, tile)):
+    probs = _linear_softmax(value.right, tile)
+    if probs is None:
         return None
     if probs.axis != 1 or probs.type.rank != 2:
         raise TileTypeError("the online softmax takes 2-D scores normalised along axis 1", probs.span,
                             hint="s = q @ k.T: rows are queries, columns are this tile's keys")
     if stmt.declares:
         raise TileTypeError(f"'{stmt.name}' must be declared before the loop to accumulate over it", stmt.span)
+    rows = probs.type.axes[0]
+    if not value.type.axes or value.type.axes[0] != rows:
+        raise TileTypeError(f"'{stmt.name}' accumulates over the softmax but its rows are not the scores' rows",
+                            stmt.span, hint="each row of the accumulator must take only its own row of softmax(s)")
     return probs, stmt.name
+
+
+def _linear_softmax(e: ir.Expr, tile: str) -> ir.Softmax | None:
+    """The softmax over the loop's axis that ``e`` is linear in, row by row, or None (no softmax).
+
+    Linear forms: ``softmax(s)`` itself, a cast of one, a product with (or quotient by) a factor without
+    softmax, ``L @ v`` and ``sum(L, axis >= 1)``.  They keep each row of the result a linear function of the
+    same row of softmax(s), which is what lets the accumulator be rescaled row by row.  A softmax used any
+    other way there is reported by the caller.
+    """
+    if isinstance(e, ir.Softmax):
+        return e if e.fn == "softmax" and _over(e, tile) else None
+    if isinstance(e, ir.Cast):
+        return _linear_softmax(e.operand, tile)
+    if isinstance(e, ir.Binary) and e.op in ("*", "/"):
+        left, right = _linear_softmax(e.left, tile), None if e.op == "/" else _linear_softmax(e.right, tile)
+        if left is not None and not _has_softmax(e.right):
+            return left
+        if right is not None and not _has_softmax(e.left):
+            return right
+        return None
+    if isinstance(e, ir.Dot) and e.acc is None and not _has_softmax(e.b):
+        return _linear_softmax(e.a, tile)
+    if isinstance(e, ir.Reduce) and e.op == "sum" and e.axis >= 1:
+        return _linear_softmax(e.operand, tile)
+    if isinstance(e, ir.View) and e.pattern[:1] == (0,):
+        return _linear_softmax(e.operand, tile)
+    return None
+
+
+def _has_softmax(e: ir.Expr) -> bool:
+    return any(isinstance(x, ir.Softmax) for x in ir.walk_exprs(e))
 
 
 def _over(s: ir.Softmax, tile: str) -> bool:
@@ -313,21 +349,23 @@ def _update(g: _Group, span: Span) -> list[ir.Stmt]:
 
 
 def _rescaled(stmt: ir.Assign, g: _Group, softmax: ir.Softmax) -> ir.Assign:
-    """``acc = acc + softmax(s).to(T) @ v``  ->  ``acc = acc * alpha[:, None] + probs.to(T) @ v``."""
+    """``acc = acc + L(softmax(s))``  ->  ``acc = acc * alpha[:, None] + L(probs)`` (L linear, see
+    _linear_softmax; ``alpha`` without the column for a one-row-per-element accumulator)."""
     value = stmt.value
     cast = value if isinstance(value, ir.Cast) else None
     inner = value.operand if isinstance(value, ir.Cast) else value
-    assert isinstance(inner, ir.Binary) and isinstance(inner.right, ir.Dot) and isinstance(inner.left, ir.Var)
-    dot = inner.right
+    assert isinstance(inner, ir.Binary) and isinstance(inner.left, ir.Var)
     probs: ir.Expr = ir.Var(g.probs, softmax.operand.type, softmax.span)
 
     def swap(e: ir.Expr) -> ir.Expr:
         return probs if isinstance(e, ir.Softmax) else e
 
-    a = rewrite(dot.a, swap)
     acc = inner.left
-    scaled = ir.Binary("*", acc, _column(ir.Var(g.alpha, g.rows, stmt.span), stmt.span), acc.type, stmt.span)
-    new = replace(inner, left=scaled, right=replace(dot, a=a))
+    alpha: ir.Expr = ir.Var(g.alpha, g.rows, stmt.span)
+    if acc.type.rank > 1:
+        alpha = _column(alpha, stmt.span)
+    scaled = ir.Binary("*", acc, alpha, acc.type, stmt.span)
+    new = replace(inner, left=scaled, right=rewrite(inner.right, swap))
     return replace(stmt, value=replace(cast, operand=new) if cast is not None else new)
 
 
@@ -342,8 +380,10 @@ def _finish(g: _Group, names: _Names, span: Span) -> list[ir.Stmt]:
         out.append(ir.Assign(inv_name, inv, span, declares=True))
         for acc_name, acc_type in dict.fromkeys(g.accumulators):
             acc = ir.Var(acc_name, acc_type, span)
-            out.append(ir.Assign(acc_name, ir.Binary("*", acc, _column(ir.Var(inv_name, g.rows, span), span),
-                                                     acc_type, span), span))
+            factor: ir.Expr = ir.Var(inv_name, g.rows, span)
+            if acc_type.rank > 1:
+                factor = _column(factor, span)
+            out.append(ir.Assign(acc_name, ir.Binary("*", acc, factor, acc_type, span), span))
     for lse_name, lse_span in g.lse:
         m = ir.Var(g.max_name, g.rows, lse_span)
         base2 = ir.Binary("+", m, ir.Math("log2", (l_,), g.rows, lse_span), g.rows, lse_span)
