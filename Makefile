@@ -45,4 +45,4 @@ compat: $(VENV36)/.installed
 		tests/runtime/test_scaled_gemm.py tests/passes/test_block_scaled_dot.py \
 		tests/codegen/test_sass_w4a16.py tests/runtime/test_quant_gemm_lean.py tests/codegen/test_sass_w4a8.py \
 		tests/codegen/test_aot_attention.py tests/test_ops_attention_interp.py tests/passes/test_online_softmax.py \
-		tests/ir/test_grid_gather_dim.py
+		tests/ir/test_grid_gather_dim.py tests/codegen/test_magic_cast.py tests/test_ops_decode.py

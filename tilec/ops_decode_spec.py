@@ -142,7 +142,7 @@ class _Builder:
             return "values"
         if self.v.fmt in _FP8:
             return f"where(stored, {self.plane('values', i, 'T')}, 0.0)"
-        return f"({self.plane('values', i)} - {self.center}).to(T)"
+        return f"({self.plane('values', i, 'T')} - {self.center})"  # exact: small integers
 
     def text(self) -> str:
         v, p = self.v, self.p

@@ -122,3 +122,28 @@ def test_decode_uses_tensor_cores_without_spills(case: tuple[DecodeVariant, int,
     if target == "sm_80":
         assert "mma.sync" in art.asm["ptx"]
     check_resources(art, target)
+
+
+# Instructions a thread issues per byte of KV cache its program reads, in the key loop (sm_90, bf16, 64-key
+# tiles of D = 128, 4 warps), counted from the cubin: the budget that keeps decode at memory speed on an
+# H200 is about 7 (33 T thread-instructions/s against 4.8 TB/s).  Measured under Triton 3.9 / 3.6 and
+# locked a little above: the per-token scales folded out of the tiles and the codes converted by the 2**p
+# magic (codegen/lowering.magic_cast) took int4 from 21.6 to 13.9 (3.6: 14.3), int8 from 9.7 to 7.0 (7.2);
+# fp8_e4m3 6.3 (6.6), 16-bit 1.8.
+PER_BYTE = [(DecodeVariant(), 2.0), (DecodeVariant("int8"), 7.5), (DecodeVariant("int4"), 14.5),
+            (DecodeVariant("fp8_e4m3"), 6.8)]
+
+
+@pytest.mark.parametrize("case", PER_BYTE, ids=[f"{v.fmt}-{limit}" for v, limit in PER_BYTE])
+def test_decode_key_loop_instructions_per_cache_byte(case: tuple[DecodeVariant, float]) -> None:
+    from tilec.codegen.sass import main_loop_stats
+
+    variant, limit = case
+    art, compiled = compile_decode(variant, 16, "sm_90")
+    stats = main_loop_stats(art.asm["cubin"])
+    bits = {"dense": 16, "int8": 8, "int4": 4, "fp8_e4m3": 8}[variant.fmt]
+    keys = decode_schedule(H // HK, CUDA, 16)["n"]
+    cache_bytes = keys * D * 2 * bits / 8  # one KV head's key and value codes per iteration
+    per_byte = stats.instructions * 32 * compiled.schedule.num_warps / cache_bytes
+    assert per_byte <= limit, (per_byte, sorted(stats.opcodes.items(), key=lambda kv: -kv[1])[:8])
+    assert stats.local_accesses == 0 and stats.tensor_core > 0

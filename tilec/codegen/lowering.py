@@ -122,7 +122,50 @@ def _unary(em: Emitter, e: ir.Expr) -> str:
 @lowers(ir.Compare)
 def _binary(em: Emitter, e: ir.Expr) -> str:
     assert isinstance(e, (ir.Binary, ir.Compare))
+    if isinstance(e, ir.Binary) and e.op in ("+", "-") and isinstance(e.left, ir.Cast) and \
+            isinstance(e.right, ir.Const) and e.type.dtype == e.left.type.dtype:
+        shift = float(e.right.value) * (1.0 if e.op == "-" else -1.0)
+        folded = magic_cast(em, e.left, shift)  # (code - c).to(T): the magic's own subtraction takes c
+        if folded is not None:
+            return folded
     return f"({em.expr(e.left)} {e.op} {em.expr(e.right)})"
+
+
+# A small non-negative integer c becomes a 16-bit float without a conversion instruction: OR-ed into the
+# mantissa of 2**p (f16 1024.0 = 0x6400, bf16 128.0 = 0x4300) it is the float 2**p + c, exactly, for
+# c < 2**p; one subtraction (paired, HADD2) gives c.  Triton's own u8 -> bf16 cast costs a byte extract
+# (PRMT) and an I2F per element (decode attention over int4 codes: 18.4 -> 13.9 instructions per byte).
+# The interpreter cannot bitcast to bf16 (no get_bf16), so on CPU only the f16 form is used.
+_MAGIC = {"f16": (0x6400, 1024.0), "bf16": (0x4300, 128.0)}
+
+
+def _code_bound(e: ir.Expr) -> int | None:
+    """An exclusive upper bound of a non-negative integer tile, where one is plain to see."""
+    dtype = e.type.dtype
+    if not dtype.is_int:
+        return None
+    if isinstance(e, ir.Binary) and e.op == "&":
+        for mask in (e.left, e.right):
+            if isinstance(mask, ir.Const) and isinstance(mask.value, int) and 0 <= mask.value < 2 ** 15 and \
+                    (dtype.kind == "uint" or mask.value < 2 ** (dtype.bits - 1)):
+                return mask.value + 1
+    if dtype.kind == "uint" and dtype.bits <= 8:
+        return 2**dtype.bits
+    return None
+
+
+def magic_cast(em: Emitter, e: ir.Cast, shift: float = 0.0) -> str | None:
+    """``(x.to(T) - shift)`` by the 2**p magic (see _MAGIC), or None where it does not apply exactly."""
+    magic = _MAGIC.get(e.type.dtype.name)
+    bound = _code_bound(e.operand)
+    if magic is None or bound is None or e.rounding != "native" or (e.type.dtype.name == "bf16" and em.target == "cpu"):
+        return None
+    bits, base = magic
+    # 2**p + c exact needs c < 2**p; base + shift must be a float of T and the result an integer T holds
+    if bound > base or not float(shift).is_integer() or abs(shift) > base:
+        return None
+    x = em.expr(e.operand)
+    return f"(({x}.to(tl.uint16) | {hex(bits)}).to({e.type.dtype.triton}, bitcast=True) - {literal(base + shift)})"
 
 
 @lowers(ir.Where)
@@ -134,6 +177,9 @@ def _where(em: Emitter, e: ir.Expr) -> str:
 @lowers(ir.Cast)
 def _cast(em: Emitter, e: ir.Expr) -> str:
     assert isinstance(e, ir.Cast)
+    magic = magic_cast(em, e) if e.type.rank else None
+    if magic is not None:
+        return magic
     x = em.expr(e.operand)
     if e.rounding == "rne_bits":
         em.line("# f32 -> bf16 rounding to nearest even on the bits (the interpreter's own cast truncates)")
