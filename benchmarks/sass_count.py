@@ -56,7 +56,7 @@ def measure(kernel: tilec.Kernel, tile: tuple[int, int, int, int], bits: int, ta
                                  schedule={"m": bm, "n": bn, "k": bk, "num_warps": warps}, scalars={"group": group})
     art = compile_for_gpu(compiled, target, dims)
     stats = main_loop_stats(art.asm["cubin"])
-    report = art.ptxas()
+    report = art.resources()
     words = bn * bk * 4 / 32 / (32 * warps)  # words of 8 weights (4-bit) one thread consumes per iteration
     return {
         "instr/word": stats.instructions / words,

@@ -97,7 +97,7 @@ def test_kernels_compile_for_sm90_with_tensor_cores_and_no_spills(fmt: str) -> N
     compiled = _kernel(fmt, True, "gelu").specialize(dims, {"T": dt.bf16}, target="cuda")
     art = compile_for_gpu(compiled, "sm_90", dims)
     assert "ttng.warp_group_dot" in art.asm["ttgir"]
-    report = art.ptxas()
+    report = art.resources()
     assert report.spill_stores == 0 and report.spill_loads == 0, report.text
 
 

@@ -40,7 +40,7 @@ def test_example_compiles_with_tensor_cores_and_no_spills(path: Path, target: st
             assert "ttng.warp_group_dot" in art.asm["ttgir"]
         if uses_dot and target == "sm_80":
             assert "mma.sync" in art.asm["ptx"]
-        report = art.ptxas()
+        report = art.resources()
         assert report.spill_stores == 0 and report.spill_loads == 0, report.text
         assert 0 < report.registers <= 255
         assert art.shared_bytes <= (227 if target == "sm_90" else 163) * 1024
@@ -90,7 +90,7 @@ def test_mx_products_use_the_native_block_scaled_mma_on_sm_100(fa: str, fb: str,
     assert "tl.dot_scaled(" in compiled.for_arch(100).source
     assert "ttng.tc_gen5_mma_scaled" in native.asm["ttgir"]
     assert f"tcgen05.mma.cta_group::1.{kind}.block_scale" in native.asm["ptx"]
-    report = native.ptxas()
+    report = native.resources()
     assert report.spill_stores == 0 and report.spill_loads == 0, report.text
     assert 0 < report.registers <= 255 and native.shared_bytes <= 227 * 1024
     hopper = compile_for_gpu(compiled, "sm_90", dims)
@@ -106,3 +106,45 @@ def test_a_scaled_lowering_is_refused_for_older_targets() -> None:
     pinned = dataclasses.replace(native, _respecialize=None)
     with pytest.raises(BackendError, match="only for sm_100 or newer, not sm_90"):
         compile_for_gpu(pinned, "sm_90", dims)
+
+
+def test_resources_are_read_from_the_cubin_triton_built(capsys: pytest.CaptureFixture[str]) -> None:
+    """Registers and spills come from the cubin itself (cuobjdump + the SASS's local-memory instructions) and
+    agree with the report of the ptxas run that built it (Triton's own log; a second ptxas run with plain
+    flags can allocate differently): here a kernel capped at 32 registers by Triton must spill."""
+    import re
+
+    import triton
+    import triton.language as tl
+    from triton import knobs
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from tilec.codegen.aot import Artifacts
+
+    @triton.jit
+    def hold_a_tile(x_ptr, y_ptr, BLOCK: tl.constexpr):
+        offs = tl.arange(0, BLOCK)
+        tile = tl.load(x_ptr + offs[:, None] * BLOCK + offs[None, :])  # 64 values per thread, all kept live
+        total = tl.sum(tl.sum(tile * tile, axis=1), axis=0)
+        tl.store(y_ptr + offs[:, None] * BLOCK + offs[None, :], tile / total)
+
+    source = ASTSource(fn=hold_a_tile, signature={"x_ptr": "*fp32", "y_ptr": "*fp32", "BLOCK": "constexpr"},
+                       constexprs={"BLOCK": 64})
+    with knobs.nvidia.scope(), knobs.compilation.scope():
+        knobs.nvidia.dump_ptxas_log = True
+        knobs.compilation.always_compile = True
+        capsys.readouterr()
+        result = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 2, "maxnreg": 32})
+        log = capsys.readouterr().out
+    report = Artifacts("sm_90", {"ptx": result.asm["ptx"], "cubin": result.asm["cubin"]}, 0).resources()
+    assert report.registers <= 32 and report.spill_stores > 0 and report.spill_loads > 0 and report.stack_bytes > 0
+
+    def logged(pattern: str) -> int:
+        match = re.search(pattern, log)
+        assert match, log
+        return int(match.group(1))
+
+    assert report.registers == logged(r"Used (\d+) registers")
+    assert report.spill_stores == logged(r"(\d+) bytes spill stores")
+    assert report.spill_loads == logged(r"(\d+) bytes spill loads")

@@ -82,7 +82,7 @@ def compile_decode(variant: DecodeVariant, splits: int, target: str, dtype: str 
 
 
 def check_resources(art: Artifacts, target: str) -> None:
-    report = art.ptxas()
+    report = art.resources()
     assert report.spill_stores == 0 and report.spill_loads == 0, report.text
     assert 0 < report.registers <= 255, report.text
     assert art.shared_bytes <= SHARED_LIMIT[target], art.shared_bytes

@@ -40,7 +40,7 @@ def test_w4a16_main_loop(tile: tuple[int, int, int, int]) -> None:
     compiled = kernel.specialize(dims, {"T": dt.f16}, target="cuda", scalars={"group": 128},
                                  schedule={"m": bm, "n": bn, "k": bk, "num_warps": warps})
     art = compile_for_gpu(compiled, "sm_90", dims)
-    report = art.ptxas()
+    report = art.resources()
     assert report.spill_stores == 0 and report.spill_loads == 0, report.text
     stats = main_loop_stats(art.asm["cubin"])
     words = bn * bk // 8 / (32 * warps)  # packed words one thread consumes per iteration

@@ -119,7 +119,7 @@ def test_default_decode_tiles_do_not_spill(group: int) -> None:
     dims = {"M": 1, "N": 8192, "K": 8192, "G": -(-8192 // group)}
     compiled = k.specialize(dims, {"T": dt.f16}, target="cuda", scalars={"group": group})
     for target in ("sm_80", "sm_90"):
-        report = compile_for_gpu(compiled, target, dims).ptxas()
+        report = compile_for_gpu(compiled, target, dims).resources()
         assert report.spill_stores == 0 and report.spill_loads == 0, (target, report.text)
 
 
@@ -139,7 +139,7 @@ def test_decode_split_compiles_with_tensor_cores_and_no_spills(example: str, ker
     art = compile_for_gpu(compiled, target, dims)
     assert "mma.sync" in art.asm["ptx"]  # M = 16 tiles: mma on both targets (wgmma needs 64 rows)
     assert "atom.global.gpu.acq_rel.add" in art.asm["ptx"]
-    report = art.ptxas()
+    report = art.resources()
     assert report.spill_stores == 0 and report.spill_loads == 0, report.text
 
 

@@ -198,7 +198,7 @@ def test_compiles_for_sm90_with_tensor_cores_and_no_spills(fmt: str, tile: str) 
         assert "ttng.warp_group_dot" in art.asm["ttgir"]
     else:
         assert "mma.sync" in art.asm["ptx"]
-    report = art.ptxas()
+    report = art.resources()
     assert report.spill_stores == 0 and report.spill_loads == 0, report.text
 
 

@@ -236,7 +236,7 @@ def test_nvfp4_products_use_the_native_mxf4nvf4_mma_on_sm_100() -> None:
     assert "tl.float8e4nv, bitcast=True" in compiled.for_arch(100).source  # e4m3 scales, typed
     assert "ttng.tc_gen5_mma_scaled" in native.asm["ttgir"]
     assert "tcgen05.mma.cta_group::1.kind::mxf4nvf4.block_scale" in native.asm["ptx"]
-    report = native.ptxas()
+    report = native.resources()
     assert report.spill_stores == 0 and report.spill_loads == 0, report.text
     hopper = compile_for_gpu(compiled, "sm_90", dims)
     assert "ttng.warp_group_dot" in hopper.asm["ttgir"]

@@ -127,6 +127,13 @@ def _access_bytes(ins: Instr) -> int:
     return bits // 8
 
 
+def local_memory_bytes(sass: Sass) -> tuple[int, int]:
+    """(bytes stored, bytes loaded) by the kernel's STL / LDL instructions: ptxas's spill stores / loads."""
+    stores = sum(_access_bytes(ins) for ins in sass.instrs if ins.base == "STL")
+    loads = sum(_access_bytes(ins) for ins in sass.instrs if ins.base == "LDL")
+    return stores, loads
+
+
 def loop_stats(body: tuple[Instr, ...]) -> LoopStats:
     counts = Counter(ins.base for ins in body)
     return LoopStats(
@@ -141,10 +148,11 @@ def loop_stats(body: tuple[Instr, ...]) -> LoopStats:
     )
 
 
-def nvdisasm_path() -> str:
+def bundled_tool(name: str) -> str:
+    """A CUDA binary utility shipped in Triton's wheel (``nvdisasm``, ``cuobjdump``, ``ptxas``)."""
     import triton.backends.nvidia as nvidia
 
-    return os.path.join(os.path.dirname(nvidia.__file__), "bin", "nvdisasm")
+    return os.path.join(os.path.dirname(nvidia.__file__), "bin", name)
 
 
 def disassemble(cubin: bytes) -> str:
@@ -153,7 +161,7 @@ def disassemble(cubin: bytes) -> str:
         path = os.path.join(tmp, "kernel.cubin")
         with open(path, "wb") as f:
             f.write(cubin)
-        proc = subprocess.run([nvdisasm_path(), "-c", path], capture_output=True, text=True, check=False)
+        proc = subprocess.run([bundled_tool("nvdisasm"), "-c", path], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise BackendError(f"nvdisasm failed: {proc.stderr.strip()[:2000]}")
     return proc.stdout
