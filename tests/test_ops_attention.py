@@ -106,6 +106,10 @@ SHAPES = [
     (torch.bfloat16, 1, 2, 1, 17, 33, 256, True, None),  # head dim 256
     (torch.float16, 1, 2, 1, 45, 37, 40, False, None),  # M > N, non-causal, head dim 40
     (torch.bfloat16, 2, 4, 2, 45, 70, 24, True, 7),  # causal flag and window
+    # long enough for passes/interior_tiles.py's three loops to all run (32 x 32 tiles on the CPU): a masked
+    # head, interior tiles with no masks, and a masked tail (N = 150: the last key tile is partial)
+    (torch.float16, 1, 2, 1, 150, 150, 64, False, 70),
+    (torch.bfloat16, 1, 2, 2, 40, 150, 64, False, None),  # non-causal, ragged N: interior tiles + the last
 ]
 
 

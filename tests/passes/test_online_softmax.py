@@ -79,8 +79,10 @@ def test_the_rewrite_keeps_the_spec_lines_for_comments() -> None:
     code = source.triton_code(q, k, k, q.clone(), torch.zeros(1, 2, 20), 0.1, schedule=BLOCKS)
     assert "tl.exp2(row_max - row_max_used)" in code  # the rescale, named, in base 2
     assert "# attention.tile:19  acc += softmax(s, axis=1).to(T) @ v[b, kv_head, n, :]" in code
-    assert code.count("attention.tile:19") == 1  # the rewritten statements share one comment
-    assert "softmax" not in code.split("# attention.tile:19")[1].split("\n")[1]
+    loops = code.count("for tile_n")  # the interior key tiles' loop and the masked tail's (interior_tiles)
+    assert loops == 2
+    assert code.count("attention.tile:19") == loops  # in each loop the rewritten statements share one comment
+    assert all("softmax" not in part.split("\n")[1] for part in code.split("# attention.tile:19")[1:])
 
 
 def test_accumulators_sharing_one_softmax_share_its_state() -> None:
@@ -166,14 +168,17 @@ def test_an_interpreter_without_computed_loop_bounds_walks_the_same_tiles_by_a_g
         return code, o, lse
 
     guarded, o_guarded, lse_guarded = run(True)
-    assert "for tile_n in range(0, num_tiles_n):" in guarded and "if (tile_n >= 0) & (tile_n < end_tile_n):" in guarded
+    assert "for tile_n in range(0, num_tiles_n):" in guarded
+    assert "if (tile_n >= 0) & (tile_n < interior_end_n):" in guarded  # the interior tiles
+    assert "if (tile_n_1 >= interior_end_n) & (tile_n_1 < end_tile_n):" in guarded  # the masked tail
     s = (q.double() @ k.double().transpose(-1, -2)) * 0.125
     s = s.masked_fill(torch.arange(35)[None, :] > torch.arange(21)[:, None] + 14, -math.inf)
     assert (o_guarded.double() - torch.softmax(s, -1) @ v.double()).abs().max() < 2e-3
     assert (lse_guarded.double() - torch.logsumexp(s, -1)).abs().max() < 1e-4
     if not loop_bounds_must_be_ints():  # Triton 3.9: the computed bounds run too, and agree bit for bit
         bounded, o_bounded, lse_bounded = run(False)
-        assert "for tile_n in range(0, end_tile_n):" in bounded
+        assert "for tile_n in range(0, interior_end_n):" in bounded
+        assert "for tile_n_1 in range(interior_end_n, end_tile_n):" in bounded
         assert torch.equal(o_bounded, o_guarded) and torch.equal(lse_bounded, lse_guarded)
 
 

@@ -22,6 +22,13 @@ from tilec.ir.schedule import Schedule
 from tilec.ir.types import Axis, TileType
 from tilec.passes.masks import Facts
 
+# passes/interior_tiles.py's three loops, as the generated code says them
+_PART_COMMENTS = {
+    "head": "head: key tiles some rows see only in part (masked)",
+    "interior": "interior: key tiles every row sees whole, inside the key axis: no masks",
+    "tail": "tail: the remaining key tiles (masked)",
+}
+
 
 @dataclass(frozen=True)
 class Arg:
@@ -77,6 +84,8 @@ class Emitter:
         self.offsets: dict[str, str] = {}  # tile variable -> its offsets vector
         self.tile_index: dict[str, str] = {}  # tile variable -> its tile number (program or loop index)
         self.masks: dict[str, str] = {}  # tile variable or full dimension -> its mask vector
+        self.first_rows: dict[str, str] = {}  # query tile -> its first row (key_range)
+        self.parts: dict[tuple[str, Span], dict[str, tuple[str, str]]] = {}  # split loops' tile ranges
         self.full_offsets: dict[str, str] = {}
         self.blocks: dict[str, str] = {}  # tile variable / full dimension -> constexpr name
         self.lines: list[str] = []
@@ -148,6 +157,8 @@ class Emitter:
         split = 1
         for loop in ir.walk_loops(k.body.body):
             tv = loop.tile
+            if tv.name in self.trip_counts:
+                continue  # another part of a loop split by passes/interior_tiles.py: the same tiles
             name = self.namer.fresh(f"num_tiles_{tv.name}" + ("_per_split" if loop.split > 1 else ""))
             self.trip_counts[tv.name] = name
             args.append(Arg(name, "trip_count", tv.dim, value=tv.block or 0, split=loop.split))
@@ -209,14 +220,17 @@ class Emitter:
                 self.line(f"{self.names[p.name]} = tl.cast({self.names[p.name]}, {p.dtype.triton})")
 
     # ----------------------------------------------------------------- loops
-    def tile_offsets(self, tv: ir.TileVar, index: str) -> None:
+    def tile_offsets(self, tv: ir.TileVar, index: str, whole: bool = False) -> None:
+        """``whole``: every tile of this loop lies inside the dimension (an interior loop): no mask."""
         block = self.blocks[tv.name]
         offs = self.namer.fresh(f"offs_{tv.name}")
         start = f"{index}.to(tl.int64) * {block}" if self.int64 else f"{index} * {block}"
         self.line(f"{offs} = {start} + tl.arange(0, {block})")
         self.offsets[tv.name] = offs
         self.tile_index[tv.name] = index
-        if tv.name not in self.facts.divisible:
+        if whole:
+            self.masks.pop(tv.name, None)  # a use would be a bug: fail at generation, not with a stale mask
+        elif tv.name not in self.facts.divisible:
             mask = self.namer.fresh(f"mask_{tv.name}")
             self.line(f"{mask} = {offs} < {self.extent(tv.extent)}")
             self.masks[tv.name] = mask
@@ -294,6 +308,7 @@ class Emitter:
         self.comment(loop.span)
         tv = loop.tile
         index = self.namer.fresh(f"tile_{tv.name}")
+        guarded = False
         if loop.split > 1:
             step = self.namer.fresh(f"step_{tv.name}")
             self.line(f"# split-K: this program walks the {self.split_index}-th run of "
@@ -301,22 +316,25 @@ class Emitter:
             self.line(f"for {step} in range(0, {self.trip_counts[tv.name]}):")
             self.depth += 1
             self.line(f"{index} = {self.split_index} * {self.trip_counts[tv.name]} + {step}")
-        elif loop.key_range is not None and self.computed_loop_bounds:
-            start, stop = self.key_range(loop)
-            self.line(f"for {index} in range({start}, {stop}):")
-            self.depth += 1
-        elif loop.key_range is not None:  # the same tiles, by a guard: see emit()
-            start, stop = self.key_range(loop)
-            self.line(f"for {index} in range(0, {self.trip_counts[tv.name]}):")
-            self.line(f"    if ({index} >= {start}) & ({index} < {stop}):")
-            self.depth += 2
+        elif loop.key_range is not None or loop.part != "all":
+            start, stop = self.part_bounds(loop) if loop.part != "all" else self.key_range(loop)
+            if loop.part != "all":
+                self.line(f"# {_PART_COMMENTS[loop.part]}")
+            if self.computed_loop_bounds:
+                self.line(f"for {index} in range({start}, {stop}):")
+                self.depth += 1
+            else:  # the same tiles, by a guard: see emit()
+                self.line(f"for {index} in range(0, {self.trip_counts[tv.name]}):")
+                self.line(f"    if ({index} >= {start}) & ({index} < {stop}):")
+                self.depth += 2
+                guarded = True
         else:
             trips = self.trip_counts[tv.name]
             self.line(f"for {index} in range(0, {trips}):  # cdiv({tv.dim}, {self.blocks[tv.name]})")
             self.depth += 1
-        self.tile_offsets(tv, index)
+        self.tile_offsets(tv, index, whole=loop.part == "interior")
         self.stmts(loop.body)
-        self.depth -= 2 if loop.key_range is not None and not self.computed_loop_bounds else 1
+        self.depth -= 2 if guarded else 1
 
     def key_range(self, loop: ir.SeqLoop) -> tuple[str, str]:
         """The key tiles a query tile can see (passes/key_range.py): the rest are masked for every row."""
@@ -326,6 +344,7 @@ class Emitter:
         trips = self.trip_counts[loop.tile.name]
         self.line(f"# only key tiles some row of this {rows} tile can see: the others are masked for every row")
         first = self.bind(f"{self.tile_index[rows]} * {block_rows}", f"first_{rows}")
+        self.first_rows[rows] = first
         start, stop = "0", trips
         if lower is not None:  # keys > row + lower
             start = self.bind(f"tl.maximum({first} + {strip_parens(self.expr(lower))} + 1, 0) // {block_keys}",
@@ -334,6 +353,35 @@ class Emitter:
             stop = self.bind(f"tl.minimum({trips}, tl.cdiv(tl.maximum({first} + {block_rows} + "
                              f"{strip_parens(self.expr(upper))}, 0), {block_keys}))", f"end_tile_{loop.tile.name}")
         return start, stop
+
+    def part_bounds(self, loop: ir.SeqLoop) -> tuple[str, str]:
+        """The tiles of one part of a loop split by passes/interior_tiles.py.  The first part met computes
+        every boundary: start <= interior_start <= interior_end <= stop."""
+        key = (loop.tile.name, loop.span)
+        if key not in self.parts:
+            tv = loop.tile
+            block_keys = self.blocks[tv.name]
+            rows, lower, upper = loop.key_range or ("", None, None)
+            start, stop = self.key_range(loop) if loop.key_range is not None else ("0", self.trip_counts[tv.name])
+            inner_start = start
+            if loop.part == "head":  # a head exists only for a band with a lower bound (see the pass)
+                assert lower is not None
+                inner_start = self.bind(
+                    f"tl.maximum({start}, tl.cdiv(tl.maximum({self.first_rows[rows]} + {self.blocks[rows]} + "
+                    f"{strip_parens(self.expr(lower))}, 0), {block_keys}))", f"interior_start_{tv.name}")
+            limits = [stop]
+            if upper is not None:
+                limits.append(f"tl.maximum({self.first_rows[rows]} + {strip_parens(self.expr(upper))} + 1, 0) "
+                              f"// {block_keys}")
+            if tv.name not in self.facts.divisible:
+                limits.append(f"{self.extent(tv.extent)} // {block_keys}")  # tiles wholly inside {tv.dim}
+            end = limits[0]
+            for limit in limits[1:]:
+                end = f"tl.minimum({end}, {limit})"
+            inner_end = self.bind(f"tl.maximum({inner_start}, {end})", f"interior_end_{tv.name}")
+            self.parts[key] = {"head": (start, inner_start), "interior": (inner_start, inner_end),
+                               "tail": (inner_end, stop)}
+        return self.parts[key][loop.part]
 
     def stmts(self, body: tuple[ir.Stmt, ...]) -> None:
         for i, s in enumerate(body):

@@ -403,6 +403,10 @@ class SeqLoop:
     # passes/key_range.py: (query tile, lower, upper): only keys with row + lower < key <= row + upper can be
     # visible to a row of the query tile (either bound None: none), so tiles wholly outside are skipped
     key_range: tuple[str, Expr | None, Expr | None] | None = None
+    # passes/interior_tiles.py: which of those tiles this loop walks: "all"; or the masked "head" before the
+    # tiles whole for every row, those "interior" tiles (no visibility mask, no bounds mask on the key axis),
+    # and the masked "tail" after them, three consecutive loops
+    part: str = "all"
 
 
 @dataclass(frozen=True)

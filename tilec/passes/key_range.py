@@ -20,7 +20,7 @@ wholly outside it are skipped.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from tilec.ir import dtypes as dt
 from tilec.ir import nodes as ir
@@ -38,12 +38,8 @@ def _stmt(stmt: ir.Stmt) -> ir.Stmt:
     stmt = replace(stmt, body=tuple(_stmt(s) for s in stmt.body))
     if stmt.softmax_state is None or stmt.split > 1:
         return stmt
-    located = _scores(stmt)
-    if located is None:
-        return stmt
-    scores, assigned = located
-    bounds = _bounds(scores, stmt.tile.name, assigned)
-    return stmt if bounds is None else replace(stmt, key_range=bounds)
+    band = loop_band(stmt)
+    return stmt if band is None else replace(stmt, key_range=(band.rows, band.lower, band.upper))
 
 
 def _scores(loop: ir.SeqLoop) -> tuple[ir.Expr, dict[str, ir.Expr]] | None:
@@ -61,15 +57,29 @@ def _scores(loop: ir.SeqLoop) -> tuple[ir.Expr, dict[str, ir.Expr]] | None:
     return None
 
 
-def _bounds(scores: ir.Expr, key_tile: str,
-            assigned: dict[str, ir.Expr]) -> tuple[str, ir.Expr | None, ir.Expr | None] | None:
+@dataclass(frozen=True)
+class Band:
+    """The visibility band a ``where(cond, s, -inf)`` states: keys with row + lower < key <= row + upper
+    (either bound None: none), read from the conjuncts ``used`` of ``cond`` (the others are not bounds)."""
+
+    rows: str
+    lower: ir.Expr | None
+    upper: ir.Expr | None
+    where: ir.Where
+    conjuncts: tuple[ir.Expr, ...]
+    used: tuple[int, ...]  # positions in conjuncts
+
+
+def visibility_band(scores: ir.Expr, key_tile: str, assigned: dict[str, ir.Expr]) -> Band | None:
     if not (isinstance(scores, ir.Where) and isinstance(scores.otherwise, ir.Const)
             and scores.otherwise.value == -math.inf):
         return None
     rows: str | None = None
     lower: ir.Expr | None = None
     upper: ir.Expr | None = None
-    for cond in _conjuncts(scores.cond, assigned):
+    conjuncts = tuple(_conjuncts(scores.cond, assigned))
+    used: list[int] = []
+    for i, cond in enumerate(conjuncts):
         found = _compare(cond, key_tile)
         if found is None:
             continue
@@ -79,11 +89,22 @@ def _bounds(scores: ir.Expr, key_tile: str,
         rows = row_tile
         if kind == "upper" and upper is None:
             upper = offset
+            used.append(i)
         elif kind == "lower" and lower is None:
             lower = offset
+            used.append(i)
     if rows is None:
         return None
-    return rows, lower, upper
+    return Band(rows, lower, upper, scores, conjuncts, tuple(used))
+
+
+def loop_band(loop: ir.SeqLoop) -> Band | None:
+    """The band of an online-softmax loop's scores (None: no band, or not an online-softmax loop)."""
+    located = _scores(loop)
+    if located is None:
+        return None
+    scores, assigned = located
+    return visibility_band(scores, loop.tile.name, assigned)
 
 
 def _conjuncts(e: ir.Expr, assigned: dict[str, ir.Expr]) -> list[ir.Expr]:

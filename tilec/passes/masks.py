@@ -89,6 +89,16 @@ class _Analysis:
         return tuple(out)
 
     def loop(self, loop: ir.SeqLoop, env: PadEnv) -> ir.SeqLoop:
+        if loop.part == "interior":  # passes/interior_tiles.py: only tiles wholly inside the key axis
+            outer = self.facts
+            self.facts = replace(outer, divisible=outer.divisible | {loop.tile.name})
+            try:
+                return self._loop(loop, env)
+            finally:
+                self.facts = outer
+        return self._loop(loop, env)
+
+    def _loop(self, loop: ir.SeqLoop, env: PadEnv) -> ir.SeqLoop:
         # Loop-carried names: iterate until the padding facts entering the body are stable.
         for _ in range(4):
             inner = {k: dict(v) for k, v in env.items()}

@@ -11,6 +11,7 @@ Order matters and is fixed here, in one place:
 5. split_k          (schedule.split_k > 1) the reduction loop shared by that many programs per tile
 5b. key_range       an online-softmax loop walks only the key tiles its query tile can see (causal, window)
 6. interpreter_workarounds   (target "cpu" only) exactness fixes for Triton's interpreter
+6b. interior_tiles  (with the launch's facts) that loop split: masked head, mask-free interior, masked tail
 7. masks            bounds masks and padding guards that the facts cannot prove away
 8. verify           structural invariants, so code generation may assume them
 """
@@ -26,6 +27,7 @@ from tilec.ir.verify import verify
 from tilec.passes.block_scaled_dot import NATIVE_SCALED_DOT_ARCH, block_scaled_dot
 from tilec.passes.defer_group_scale import defer_group_scale
 from tilec.passes.fuse_dot_acc import fuse_dot_acc
+from tilec.passes.interior_tiles import interior_tiles
 from tilec.passes.interpreter_workarounds import interpreter_workarounds
 from tilec.passes.key_range import key_range
 from tilec.passes.masks import Facts, elide_masks, facts_for
@@ -90,6 +92,7 @@ def lower(kernel: ir.Kernel, schedule: Schedule, dim_values: Mapping[str, int] |
     if target == "cpu":
         k = interpreter_workarounds(k)
     facts = facts_for(k, dim_values) if dim_values is not None else Facts()
+    k = interior_tiles(k, facts)
     k = elide_masks(k, facts)
     verify(k)
     return Lowered(k, facts)
