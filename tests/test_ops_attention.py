@@ -86,7 +86,7 @@ def check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor |
         if live.numel():
             H, HK = q.shape[1], k.shape[1]
             kk = k.double().abs().repeat_interleave(H // HK, dim=1)
-            scale = kw.get("scale") or 1.0 / math.sqrt(q.shape[-1])
+            scale = abs(kw["scale"]) if kw.get("scale") is not None else 1.0 / math.sqrt(q.shape[-1])  # type: ignore[arg-type]
             qk = (q.double().abs() @ kk.transpose(-1, -2)).max().item() * float(scale)  # type: ignore[arg-type]
             lse_tol = 2.0**-21 * (1.0 + live.abs().max().item() + qk)
             lse_err = (lse.double()[~dead] - live).abs().max().item()
@@ -184,6 +184,10 @@ def test_softcap_and_scale() -> None:
     # scale 0.5 makes the raw scores large (std ~4), so the cap of 5 bends them visibly
     check(q, k, v, tilec.ops.attention(q, k, v, softcap=5.0, scale=0.5, return_lse=True), softcap=5.0, scale=0.5)
     check(q, k, v, tilec.ops.attention(q, k, v, scale=0.3, causal=True, return_lse=True), scale=0.3, causal=True)
+    # a scale that is not positive is not folded after the row max (passes/online_softmax.py): both forms
+    for scale in (-0.3, 0.0):
+        check(q, k, v, tilec.ops.attention(q, k, v, scale=scale, causal=True, return_lse=True), scale=scale,
+              causal=True)
     capped = tilec.ops.attention(q, k, v, softcap=5.0, scale=0.5)
     assert not torch.equal(capped, tilec.ops.attention(q, k, v, scale=0.5))
 

@@ -204,3 +204,26 @@ def test_base2_folds_log2e_into_the_scale_only_where_the_scores_can_move() -> No
     scores = biased["scores"][0]
     assert isinstance(scores, ir.Binary) and isinstance(scores.left, ir.Var) and scores.left.name == "s"
     assert isinstance(scores.right, ir.Const) and scores.right.value == LOG2E
+
+
+def test_a_positive_scale_goes_after_the_row_max() -> None:
+    """Scores ``x * c`` with c > 0 known (the launch's scale): max(x * c) = max(x) * c, and exp2(x * c - m) is
+    one fma per score.  Without the fact (the scale may be negative or zero) the multiply stays first."""
+    def update(positive: frozenset[str]) -> dict[str, ir.Expr]:
+        loop = loop_of(online_softmax(tiled(checked(EXAMPLES / "attention.tile")), positive))
+        return {s.name: s.value for s in loop.body if isinstance(s, ir.Assign)}
+
+    known = update(frozenset({"scale"}))
+    scores = known["scores"]
+    assert isinstance(scores, ir.Where) and isinstance(scores.then, ir.Dot)  # the raw product, masked
+    tile_max = known["row_max_new"]
+    assert isinstance(tile_max, ir.Math) and tile_max.fn == "maximum"
+    scaled = tile_max.args[1]
+    assert isinstance(scaled, ir.Binary) and scaled.op == "*" and isinstance(scaled.left, ir.Reduce)
+    probs = known["probs"]
+    assert isinstance(probs, ir.Math) and isinstance(probs.args[0], ir.Math) and probs.args[0].fn == "fma"
+    unknown = update(frozenset())
+    scores = unknown["scores"]
+    assert isinstance(scores, ir.Where) and isinstance(scores.then, ir.Binary)  # dot * (scale * log2 e)
+    probs = unknown["probs"]
+    assert isinstance(probs, ir.Math) and isinstance(probs.args[0], ir.Binary) and probs.args[0].op == "-"

@@ -261,6 +261,8 @@ def _math(em: Emitter, e: ir.Expr) -> str:
                 for a in args]
     if e.fn in ("maximum", "minimum"):
         code = f"tl.{e.fn}({args[0]}, {args[1]}, propagate_nan=tl.PropagateNan.ALL)"
+    elif e.fn == "fma":  # a * b + c rounded once (passes/online_softmax.py: the scale after the row max)
+        code = f"tl.fma({args[0]}, {args[1]}, {args[2]})"
     elif e.fn in _UNARY_MATH:
         code = f"{_UNARY_MATH[e.fn]}({args[0]})"
     else:

@@ -220,6 +220,8 @@ class _Analysis:
             vals = [self.pad(a, axis, env) for a in e.args]
             if e.fn in ("maximum", "minimum"):
                 return _fold2(max if e.fn == "maximum" else min, vals[0], vals[1])
+            if e.fn == "fma":
+                return _fold(lambda a, b, c: a * b + c, *vals)
             return _fold(_MATH[e.fn], vals[0]) if e.fn in _MATH else None
         if isinstance(e, ir.Reduce):
             v = self.pad(e.operand, axis, env)

@@ -16,7 +16,9 @@ distinct score tile ``s`` gets a running row maximum ``m`` and a running row sum
 
 The factor log2(e) is folded into the spec's scalar scale when the scores are ``where(cond, x * scale,
 -inf)`` (the names assigned for them earlier in the loop are substituted and their statements dropped), so
-base 2 costs nothing: one multiply per score, as the spec wrote.
+base 2 costs nothing: one multiply per score, as the spec wrote.  When the specialisation knows that scale is
+positive (``positive``: the launch's value), the multiply moves after the row max and into the exponent:
+``m_new = maximum(m, max(x, axis=1) * c)``, ``p = exp2(fma(x, c, -m_use[:, None]))`` (see _update).
 
 Once a row has a visible key, l >= 1 (its maximum contributes exp(0) = 1), so the division never meets a
 small l; a row whose every key is masked (``where(visible, s, -inf)`` false everywhere) keeps acc = 0, l = 0
@@ -48,9 +50,11 @@ _USE = ("inside a key loop, softmax over the loop's axis is used as `acc += soft
         "log-sum-exp as `lse = logsumexp(s, axis=1)`")
 
 
-def online_softmax(kernel: ir.Kernel) -> ir.Kernel:
+def online_softmax(kernel: ir.Kernel, positive: frozenset[str] = frozenset()) -> ir.Kernel:
+    """``positive``: scalar arguments the specialisation knows to be > 0 (the launch's values): scores that
+    are ``x * scale`` then take the scale after the row max (see _update)."""
     names = _Names(kernel)
-    body = _block(kernel.body.body, names)
+    body = _block(kernel.body.body, names, positive)
     return replace(kernel, body=replace(kernel.body, body=body))
 
 
@@ -89,12 +93,13 @@ class _Group:
     lse: list[tuple[str, Span]] = field(default_factory=list)
 
 
-def _block(body: tuple[ir.Stmt, ...], names: _Names, in_loop: bool = False) -> tuple[ir.Stmt, ...]:
+def _block(body: tuple[ir.Stmt, ...], names: _Names, positive: frozenset[str],
+           in_loop: bool = False) -> tuple[ir.Stmt, ...]:
     """Rewrite the loops of ``body``, innermost first; statements of a loop body are _loop's to check."""
     out: list[ir.Stmt] = []
     for stmt in body:
         if isinstance(stmt, ir.SeqLoop):
-            out.extend(_loop(replace(stmt, body=_block(stmt.body, names, in_loop=True)), names))
+            out.extend(_loop(replace(stmt, body=_block(stmt.body, names, positive, in_loop=True)), names, positive))
         else:
             if not in_loop:
                 _reject_stray(stmt)
@@ -102,7 +107,7 @@ def _block(body: tuple[ir.Stmt, ...], names: _Names, in_loop: bool = False) -> t
     return tuple(out)
 
 
-def _loop(loop: ir.SeqLoop, names: _Names) -> list[ir.Stmt]:
+def _loop(loop: ir.SeqLoop, names: _Names, positive: frozenset[str]) -> list[ir.Stmt]:
     groups: list[_Group] = []
     body: list[ir.Stmt] = []
     local: dict[str, list[tuple[int, ir.Expr]]] = {}  # loop-local name -> (position, value) per assignment
@@ -120,7 +125,7 @@ def _loop(loop: ir.SeqLoop, names: _Names) -> list[ir.Stmt]:
             group = _new_group(softmax, names)
             group.scores_base2 = _base2(softmax.operand, local, len(body))
             groups.append(group)
-            body.extend(_update(group, softmax.span))
+            body.extend(_update(group, softmax.span, positive))
         assert isinstance(stmt, ir.Assign)
         if softmax.fn == "logsumexp":
             group.lse.append((stmt.name, stmt.span))
@@ -320,25 +325,38 @@ def _column(e: ir.Expr, span: Span) -> ir.Expr:
     return ir.View(e, (0, None), TileType((e.type.axes[0], Axis.one()), e.type.dtype), span)
 
 
-def _update(g: _Group, span: Span) -> list[ir.Stmt]:
-    """The statements that advance the running max and sum by one tile of scores."""
+def _update(g: _Group, span: Span, positive: frozenset[str] = frozenset()) -> list[ir.Stmt]:
+    """The statements that advance the running max and sum by one tile of scores.
+
+    Scores ``x * c`` (under an optional ``where(cond, ., -inf)``) with ``c`` a product of positive
+    constants and scalars known positive (the spec's scale times log2(e)) keep ``x`` and take ``c`` after the
+    row max: ``max(x * c) = max(x) * c`` for c > 0 (rounding is monotonic: the same float), and ``exp2(x * c
+    - m)`` is one fused multiply-add (``fma``) per score instead of a multiply and a subtraction."""
     s_type = g.scores.type
     scores = ir.Var(g.scores_name, s_type, span)  # a named copy: the scores are used twice
     m = ir.Var(g.max_name, g.rows, span)
     l_ = ir.Var(g.sum_name, g.rows, span)
-    tile_max = ir.Reduce("max", scores, 1, g.rows, span)
+    value = g.scores_base2 if g.scores_base2 is not None else g.scores
+    factored = _positive_factor(value, positive)
+    tile_max: ir.Expr = ir.Reduce("max", scores, 1, g.rows, span)
     m_new_name = g.max_new
     m_new = ir.Var(m_new_name, g.rows, span)
     safe = ir.Where(ir.Compare("==", m_new, _f32(-math.inf, span), g.rows.with_dtype(dt.boolean), span),
                     _f32(0.0, span), m_new, g.rows, span)
     safe_name = g.max_used
     safe_var = ir.Var(safe_name, g.rows, span)
-    probs = ir.Math("exp2", (ir.Binary("-", scores, _column(safe_var, span), s_type, span),), s_type, span)
+    exponent: ir.Expr = ir.Binary("-", scores, _column(safe_var, span), s_type, span)
+    if factored is not None:
+        value, factor = factored
+        tile_max = ir.Binary("*", tile_max, factor, g.rows, span)
+        shift = _column(safe_var, span)
+        exponent = ir.Math("fma", (scores, factor, ir.Unary("neg", shift, shift.type, span)), s_type, span)
+    probs = ir.Math("exp2", (exponent,), s_type, span)
     alpha = ir.Math("exp2", (ir.Binary("-", m, safe_var, g.rows, span),), g.rows, span)
     total = ir.Binary("+", ir.Binary("*", l_, ir.Var(g.alpha, g.rows, span), g.rows, span),
                       ir.Reduce("sum", ir.Var(g.probs, s_type, span), 1, g.rows, span), g.rows, span)
     return [
-        ir.Assign(scores.name, g.scores_base2 if g.scores_base2 is not None else g.scores, span, declares=True),
+        ir.Assign(scores.name, value, span, declares=True),
         ir.Assign(m_new_name, ir.Math("maximum", (m, tile_max), g.rows, span), span, declares=True),
         ir.Assign(safe_name, safe, span, declares=True),
         ir.Assign(g.probs, probs, span, declares=True),
@@ -346,6 +364,34 @@ def _update(g: _Group, span: Span) -> list[ir.Stmt]:
         ir.Assign(g.sum_name, total, span),
         ir.Assign(g.max_name, m_new, span),
     ]
+
+
+def _positive_factor(e: ir.Expr, positive: frozenset[str]) -> tuple[ir.Expr, ir.Expr] | None:
+    """``where(cond, x * c, -inf)`` or ``x * c`` with c a positive scalar -> (the same without c, c).
+
+    Only where c holds a spec scalar (the scale, log2(e) folded in): log2(e) alone, after a bias or a soft-cap,
+    stays a multiply.  Measured: moving it too made the all-features d = 256 kernel spill under Triton 3.6 on
+    sm_80 (255 registers, 16 B; sm_90 222 -> 255 registers) for the same one instruction per score."""
+    if isinstance(e, ir.Where) and isinstance(e.otherwise, ir.Const) and e.otherwise.value == -math.inf:
+        inner = _positive_factor(e.then, positive)
+        return None if inner is None else (replace(e, then=inner[0]), inner[1])
+    if isinstance(e, ir.Binary) and e.op == "*":
+        for tile, scalar in ((e.left, e.right), (e.right, e.left)):
+            if (scalar.type.rank == 0 and tile.type == e.type and tile.type.dtype == dt.f32
+                    and _positive(scalar, positive)
+                    and any(isinstance(x, ir.ScalarArg) for x in ir.walk_exprs(scalar))):
+                return tile, scalar
+    return None
+
+
+def _positive(e: ir.Expr, positive: frozenset[str]) -> bool:
+    if isinstance(e, ir.Const):
+        return not isinstance(e.value, bool) and isinstance(e.value, (int, float)) and e.value > 0
+    if isinstance(e, ir.ScalarArg):
+        return e.name in positive
+    if isinstance(e, ir.Binary) and e.op == "*":
+        return _positive(e.left, positive) and _positive(e.right, positive)
+    return False
 
 
 def _rescaled(stmt: ir.Assign, g: _Group, softmax: ir.Softmax) -> ir.Assign:

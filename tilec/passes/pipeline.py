@@ -76,14 +76,15 @@ def full_blocks_for(kernel: ir.Kernel, dim_values: Mapping[str, int]) -> dict[st
 
 
 def lower(kernel: ir.Kernel, schedule: Schedule, dim_values: Mapping[str, int] | None, target: str,
-          arch: int | None = None, scalar_pow2: Mapping[str, int] | None = None) -> Lowered:
+          arch: int | None = None, scalar_pow2: Mapping[str, int] | None = None,
+          positive: frozenset[str] = frozenset()) -> Lowered:
     """Run the passes; ``dim_values`` None compiles a generic kernel (every mask kept).  ``arch`` (the GPU's
     compute capability, 100 = sm_100) selects arch-specific lowerings; None: what every GPU can run.
     ``scalar_pow2``: powers of two that integer scalars (group sizes) are known to be multiples of
-    (passes/defer_group_scale)."""
+    (passes/defer_group_scale); ``positive``: float scalars known to be > 0 (passes/online_softmax)."""
     k = tile(kernel, schedule, full_blocks_for(kernel, dim_values or {}))
     k = defer_group_scale(k, scalar_pow2 or {}, schedule.num_warps)
-    k = online_softmax(k)
+    k = online_softmax(k, positive)
     k = fuse_dot_acc(k)
     if arch is not None and arch >= NATIVE_SCALED_DOT_ARCH:
         k = block_scaled_dot(k)

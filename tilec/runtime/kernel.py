@@ -92,6 +92,9 @@ class Kernel:
         self._compiled: dict[tuple[object, ...], Compiled] = {}
         self._launch_cache: dict[tuple[object, ...], Compiled] = {}  # cheap per-call key -> Compiled
         self._group_scalars = group_scalars(checked)  # scalars whose divisibility a specialisation may use
+        # float scalars whose sign a specialisation may use (passes/online_softmax: a positive scale)
+        self._float_scalars = tuple(p.name for p in self.signature.params
+                                    if p.kind == "scalar" and p.dtype in dt.DTYPES and dt.DTYPES[p.dtype].is_float)
 
     def __repr__(self) -> str:
         params = ", ".join(p.name for p in self.signature.params)
@@ -128,7 +131,7 @@ class Kernel:
         become ``tl.dot_scaled`` from 100 on) read it, whatever the target: target "cpu" with ``arch=100``
         runs the sm_100 lowering in Triton's interpreter.  None: the lowering every GPU can run.
         ``scalars``: launch values of scalar arguments; only the power-of-two divisibility of group sizes
-        is used (and keyed on).
+        and which float scalars are positive are used (and keyed on).
         """
         kir = self.ir(dtypes)
         sizes = dict(dims) if dims is not None else {d: 1024 for d in self.signature.dims}
@@ -138,11 +141,12 @@ class Kernel:
                        overrides(schedule))
         if unit_strides is None:
             unit_strides = frozenset((p.name, len(p.dims) - 1) for p in kir.tensors)
+        positive = _positive(self._float_scalars, scalars or {})
         key = (target, arch, tuple(kir.type_bindings), chosen.key(), _facts_key(kir, chosen, dims), unit_strides,
-               int64, pow2)
+               int64, pow2, positive)
         compiled = self._compiled.get(key)
         if compiled is None:
-            lowered = lower(kir, chosen, dims, target, arch, dict(pow2))
+            lowered = lower(kir, chosen, dims, target, arch, dict(pow2), positive)
             generated = emit(lowered.kernel, chosen, lowered.facts, unit_strides=unit_strides, int64=int64,
                              target=target, computed_loop_bounds=not _interpreter_needs_int_bounds(target))
 
@@ -185,14 +189,21 @@ class Kernel:
         arch = device_arch(bound.device) if bound.target == "cuda" else None
         # Everything the schedule rule and the facts depend on; repeated shapes skip sympy entirely.
         pow2 = scalar_facts(self._group_scalars, bound.scalars) if self._group_scalars else ()
+        positive = _positive(self._float_scalars, bound.scalars)
         fast_key = (bound.target, arch, tuple(bound.dims.items()), tuple(bound.dtypes.items()), unit, int64,
-                    repr(sorted(overrides(schedule).items())), repr(sorted(self._pinned.items())), pow2)
+                    repr(sorted(overrides(schedule).items())), repr(sorted(self._pinned.items())), pow2, positive)
         compiled = self._launch_cache.get(fast_key)
         if compiled is None:
             compiled = self.specialize(bound.dims, bound.dtypes, target=bound.target, schedule=schedule,
                                        unit_strides=unit, int64=int64, arch=arch, scalars=bound.scalars)
             self._launch_cache[fast_key] = compiled
         return compiled
+
+
+def _positive(names: tuple[str, ...], scalars: Mapping[str, object]) -> frozenset[str]:
+    """The float scalars whose launch value is > 0 (a NaN, a tensor or a missing value: not known)."""
+    return frozenset(n for n in names if isinstance(v := scalars.get(n), (int, float)) and not isinstance(v, bool)
+                     and v > 0)
 
 
 def _interpreter_needs_int_bounds(target: str) -> bool:
