@@ -41,6 +41,21 @@ def test_compile_specialises_on_group_sizes_and_split_k(capsys: pytest.CaptureFi
     assert "no scalar parameter 'grp'" in capsys.readouterr().err
 
 
+def test_compile_specialises_on_the_sign_of_a_scale(capsys: pytest.CaptureFixture[str]) -> None:
+    """The example's scale (0.125) is positive: the scale goes after the row max, into one fma per score;
+    --scalar scale=-0.5 keeps the multiply first; a scalar that is not a number is refused."""
+    base = ["compile", str(EXAMPLES / "attention.tile")]
+    assert main(base) == 0
+    assert "tl.fma(scores, scale * 1.4426950408889634, -row_max_used[:, None])" in capsys.readouterr().out
+    assert main([*base, "--scalar", "scale=-0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "tl.fma(" not in out and "tl.exp2(scores - row_max_used[:, None])" in out
+    assert main([*base, "--scalar", "scale=nan"]) == 2
+    assert "not a finite number" in capsys.readouterr().err
+    assert main([*base, "--scalar", "scale=big"]) == 2
+    assert "not a number" in capsys.readouterr().err
+
+
 @pytest.mark.aot
 def test_compile_emits_ttgir_for_sm90(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compile", str(EXAMPLES / "gemm_epilogue.tile"), "--emit", "ttgir", "--target", "sm_90"]) == 0

@@ -14,6 +14,7 @@ and the command exits with status 2; a failed check in ``run`` exits with 1.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -46,6 +47,22 @@ def _ints(text: str | None, what: str) -> dict[str, int]:
     return out
 
 
+def _numbers(text: str | None, what: str) -> dict[str, int | float]:
+    """Integers, else finite floats (``--scalar group=128,scale=0.125``)."""
+    out: dict[str, int | float] = {}
+    for key, value in _pairs(text, what).items():
+        try:
+            out[key] = int(value)
+        except ValueError:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                raise TilecError(f"--{what} {key}={value}: not a number") from None
+            if not math.isfinite(out[key]):
+                raise TilecError(f"--{what} {key}={value}: not a finite number")
+    return out
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     import tilec
     from tilec.ir import dtypes as dt
@@ -66,7 +83,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         dims, dtypes, scalars = example_values(kernel, example)
     dims.update(_ints(args.shape, "shape"))
     declared = [p.name for p in kernel.signature.params if p.kind == "scalar"]
-    for key, number in _ints(args.scalar, "scalar").items():  # group sizes specialise the code (lean W4A16 loop)
+    for key, number in _numbers(args.scalar, "scalar").items():  # group sizes, signs of scales specialise the code
         if key not in declared:
             raise TilecError(f"--scalar {key}: {name} has no scalar parameter '{key}'",
                              hint="scalars: " + (", ".join(declared) or "none"))
@@ -165,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--shape", help="dimension sizes, e.g. M=37,N=65,K=70 (default: the spec's example)")
     p.add_argument("--dtype", help="dtype variables, e.g. T=bf16")
     p.add_argument("--schedule", help="block sizes and launch options, e.g. m=64,n=64,k=32,num_warps=4,split_k=4")
-    p.add_argument("--scalar", help="integer scalar arguments the code may specialise on, e.g. group=128 "
-                                    "(default: the spec's example)")
+    p.add_argument("--scalar", help="scalar arguments the code may specialise on, e.g. group=128 (its power-of-two "
+                                    "factor), scale=0.125 (its sign) (default: the spec's example)")
     p.add_argument("-o", "--output")
     p.set_defaults(func=cmd_compile)
     r = sub.add_parser("run", help="run each example of the specs on random inputs and check it")
