@@ -53,13 +53,15 @@ def _numbers(text: str | None, what: str) -> dict[str, int | float]:
     for key, value in _pairs(text, what).items():
         try:
             out[key] = int(value)
+            continue
         except ValueError:
-            try:
-                out[key] = float(value)
-            except ValueError:
-                raise TilecError(f"--{what} {key}={value}: not a number") from None
-            if not math.isfinite(out[key]):
-                raise TilecError(f"--{what} {key}={value}: not a finite number")
+            pass
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise TilecError(f"--{what} {key}={value}: not a number") from None
+        if not math.isfinite(out[key]):
+            raise TilecError(f"--{what} {key}={value}: not a finite number")
     return out
 
 
