@@ -95,3 +95,65 @@ def test_masks_drop_the_key_axis_bounds_only_in_the_interior() -> None:
 
     assert key_masks(tail) and all(key_masks(tail)) and not any(key_masks(interior))
     assert any(guards(tail)) and not any(guards(interior))
+
+
+def test_emitted_part_bounds_classify_every_key_tile() -> None:
+    """The bounds Emitter.part_bounds writes, evaluated for every query tile of shapes whose offsets N - M and
+    windows take every residue modulo the blocks: the interior holds only tiles whose every key is inside N and
+    visible to every row of the query tile (padding rows included: their scores are computed too), the parts
+    are ordered, and no tile with a key visible to a real row is left out of [start, stop)."""
+    import types
+
+    import numpy as np
+
+    from tilec.ir import dtypes as dt
+
+    tl = types.SimpleNamespace(minimum=min, maximum=max, cdiv=lambda a, b: -(-a // b))
+    kernel = tilec.ops_attention.kernel_for(tilec.ops_attention.Variant(causal=True, window=True))
+    checked_interior = 0
+    for bm, bn in [(16, 16), (32, 16), (16, 32)]:
+        # N - M: 8, 14, -2, 15, -17, 86, 30: every boundary residue the blocks can meet, and both signs
+        for M, N in [(37, 45), (37, 51), (64, 62), (33, 48), (50, 33), (5, 91), (40, 70)]:
+            code = kernel.specialize({"B": 1, "H": 2, "HK": 1, "M": M, "N": N, "D": 64}, {"T": dt.f16},
+                                     target="cpu", schedule={"m": bm, "n": bn}, scalars={"scale": 0.1}).source
+            lines = code.split("# only key tiles")[1].split("# head:")[0].strip().splitlines()[1:]
+            bounds = compile("\n".join(line.strip() for line in lines), "<bounds>", "exec")
+            trips = -(-N // bn)
+            keys = np.arange(trips * bn).reshape(trips, 1, bn)
+            for window in [*range(1, 2 * bn + 3), 50, 75, 1000]:
+                for tile_m in range(-(-M // bm)):
+                    names = {"tl": tl, "tile_m": tile_m, "BLOCK_M": bm, "BLOCK_N": bn, "M": M, "N": N,
+                             "window": window, "num_tiles_n": trips}
+                    exec(bounds, names)
+                    start, head_end = names["first_tile_n"], names["interior_start_n"]
+                    inner_end, stop = names["interior_end_n"], names["end_tile_n"]
+                    assert start <= head_end <= inner_end <= stop or stop <= start
+                    rows = np.arange(tile_m * bm, tile_m * bm + bm).reshape(1, bm, 1)  # padding rows included
+                    sees = (keys > rows + N - M - window) & (keys <= rows + N - M) & (keys < N)  # [tile, row, key]
+                    whole = sees.all(axis=(1, 2))
+                    real = (rows < M)
+                    some = (sees & real).any(axis=(1, 2))
+                    tiles = np.arange(trips)
+                    interior = (tiles >= head_end) & (tiles < inner_end)
+                    assert whole[interior].all(), (bm, bn, M, N, window, tile_m)
+                    assert not (some & ~((tiles >= start) & (tiles < stop))).any(), (bm, bn, M, N, window, tile_m)
+                    checked_interior += int(interior.sum())
+    assert checked_interior > 200, checked_interior  # the interior is not trivially empty
+
+
+def test_emitted_bounds_without_a_band_keep_the_partial_tile_out() -> None:
+    """Non-causal, N not a multiple of the key block: the interior is exactly the tiles wholly inside N."""
+    import types
+
+    from tilec.ir import dtypes as dt
+
+    tl = types.SimpleNamespace(minimum=min, maximum=max, cdiv=lambda a, b: -(-a // b))
+    kernel = tilec.ops_attention.kernel_for(tilec.ops_attention.Variant())
+    for N, bn in [(45, 16), (33, 32), (100, 64), (17, 16)]:
+        code = kernel.specialize({"B": 1, "H": 2, "HK": 1, "M": 20, "N": N, "D": 64}, {"T": dt.f16}, target="cpu",
+                                 schedule={"m": 16, "n": bn}, scalars={"scale": 0.1}).source
+        assert "# interior:" in code and "# tail:" in code and "# head:" not in code
+        line = next(x.strip() for x in code.splitlines() if x.strip().startswith("interior_end_n ="))
+        names = {"tl": tl, "N": N, "BLOCK_N": bn, "num_tiles_n": -(-N // bn)}
+        exec(line, names)
+        assert names["interior_end_n"] == N // bn

@@ -366,9 +366,10 @@ class Emitter:
             inner_start = start
             if loop.part == "head":  # a head exists only for a band with a lower bound (see the pass)
                 assert lower is not None
-                inner_start = self.bind(
-                    f"tl.maximum({start}, tl.cdiv(tl.maximum({self.first_rows[rows]} + {self.blocks[rows]} + "
-                    f"{strip_parens(self.expr(lower))}, 0), {block_keys}))", f"interior_start_{tv.name}")
+                inner_start = self.bind(  # clamped to stop: a band narrower than nothing leaves the head alone
+                    f"tl.minimum({stop}, tl.maximum({start}, tl.cdiv(tl.maximum({self.first_rows[rows]} + "
+                    f"{self.blocks[rows]} + {strip_parens(self.expr(lower))}, 0), {block_keys})))",
+                    f"interior_start_{tv.name}")
             limits = [stop]
             if upper is not None:
                 limits.append(f"tl.maximum({self.first_rows[rows]} + {strip_parens(self.expr(upper))} + 1, 0) "
