@@ -13,6 +13,10 @@ Then examples/w4a8.tile (two-level uint4, group 128, int8 activations, int32 acc
 tiles (16 x 128 x 128 / 4 warps, the default; 16 x 64 x 64 / 8 warps at group 96, the default where the
 group scale cannot follow the product) and the prefill tiles (64 x 64 x 64 / 4 warps, the default rule's; 128 x 128 x
 128 / 8 warps), with the same columns (``--w4a8`` prints only these).
+
+``--attention`` prints the attention prefill key loops instead (bf16, D = 128, B=4, H=32, HK=8, the default
+128 x 64 / 8-warp schedule, the default positive scale): SASS instructions per score one thread issues in each
+key loop (passes/interior_tiles.py: masked head, mask-free interior, masked tail), registers and spills.
 """
 
 from __future__ import annotations
@@ -73,11 +77,43 @@ def measure(kernel: tilec.Kernel, tile: tuple[int, int, int, int], bits: int, ta
     }
 
 
+ATTENTION = {  # name -> (variant features, M = N)
+    "causal": ({"causal": True, "lse": True}, 4096),
+    "non-causal": ({"lse": True}, 4096),
+    "non-causal ragged": ({"lse": True}, 4000),
+    "causal window 256": ({"causal": True, "window": True}, 4096),
+}
+
+
+def attention_rows(target: str) -> None:
+    import torch
+
+    from tilec.codegen.sass import disassemble, innermost_loops, loop_stats, parse_sass
+    from tilec.ops_attention import Variant, kernel_for, prefill_schedule
+
+    print(f"{'attention':<20} {'instr/score per key loop':<28} {'regs':>5} {'spill B':>8}")
+    for name, (features, n) in ATTENTION.items():
+        dims = {"B": 4, "H": 32, "HK": 8, "M": n, "N": n, "D": 128}
+        schedule = prefill_schedule(n, 128, torch.device("cuda"))
+        compiled = kernel_for(Variant(**features)).specialize(dims, {"T": dt.bf16}, target="cuda", schedule=schedule,
+                                                              scalars={"scale": 128 ** -0.5, "window": 256})
+        art = compile_for_gpu(compiled, target, dims)
+        scores = schedule["m"] * schedule["n"] / (32 * schedule["num_warps"])  # per thread per iteration
+        stats = [loop_stats(body) for body in innermost_loops(parse_sass(disassemble(art.asm["cubin"])))]
+        per = " / ".join(f"{s.instructions / scores:.1f}" for s in stats if s.tensor_core)
+        report = art.resources()
+        print(f"{name:<20} {per:<28} {report.registers:>5} {report.spill_stores + report.spill_loads:>8}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="sm_90")
     parser.add_argument("--w4a8", action="store_true", help="only the W4A8 rows")
+    parser.add_argument("--attention", action="store_true", help="only the attention prefill key loops")
     args = parser.parse_args()
+    if args.attention:
+        attention_rows(args.target)
+        return
     kernels = {
         "w4a16 g128": (tilec.compile(ROOT / "examples" / "w4a16.tile").kernels["w4a16_linear"], 4),
         "f16 gemm": (tilec.compile(F16_GEMM, name="f16_gemm.tile").gemm, 16),

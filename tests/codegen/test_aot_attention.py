@@ -26,6 +26,7 @@ CUDA = torch.device("cuda")
 SHARED_LIMIT = {"sm_90": 227 * 1024, "sm_80": 163 * 1024}
 FULL = Variant(causal=True, window=True, bias=True, alibi=True, softcap=True, lse=True)
 CAUSAL = Variant(causal=True, lse=True)
+WINDOW = Variant(causal=True, window=True, lse=True)
 
 # (variant, head dim, dtype, target): every head dim on both targets for the causal kernel, the full-feature
 # kernel at 64/128/256, the padded head dims (80, 96) once each.
@@ -33,6 +34,8 @@ PREFILL = [(CAUSAL, d, dtype, target) for d in (64, 128, 256) for target in ("sm
            for dtype in (("bf16", "f16") if d == 128 else ("bf16",))]
 PREFILL += [(FULL, d, "bf16", target) for d in (64, 128, 256) for target in ("sm_90", "sm_80")]
 PREFILL += [(FULL, 128, "f16", "sm_90"), (CAUSAL, 80, "bf16", "sm_90"), (CAUSAL, 96, "f16", "sm_80")]
+# a sliding window alone: three key loops (passes/interior_tiles.py), the most registers (255 on sm_90 under 3.9)
+PREFILL += [(WINDOW, 128, "bf16", target) for target in ("sm_90", "sm_80")]
 
 
 def prefill_dims(d: int) -> dict[str, int]:
@@ -94,7 +97,8 @@ def check_resources(art: Artifacts, target: str) -> None:
 
 def prefill_id(case: tuple[Variant, int, str, str]) -> str:
     variant, d, dtype, target = case
-    return f"{'full' if variant == FULL else 'causal'}-d{d}-{dtype}-{target}"
+    name = {FULL: "full", WINDOW: "window"}.get(variant, "causal")
+    return f"{name}-d{d}-{dtype}-{target}"
 
 
 @pytest.mark.parametrize("case", PREFILL, ids=[prefill_id(c) for c in PREFILL])
@@ -159,15 +163,12 @@ def test_decode_key_loop_instructions_per_cache_byte(case: tuple[DecodeVariant, 
 # single loop they replace measured 15.2 / 16.5).  With the launch's scale known positive, the scale goes after
 # the row max and into one fma per score (passes/online_softmax.py): 11.8 / 11.0 (tail 14.3 / 15.8).
 def test_causal_prefill_interior_loop_is_as_lean_as_non_causal() -> None:
-    from tilec.codegen.sass import disassemble, loop_stats, loops, parse_sass
+    from tilec.codegen.sass import disassemble, innermost_loops, loop_stats, parse_sass
 
     art, compiled = compile_prefill(CAUSAL, 128, "bf16", "sm_90")
     assert "tl.fma(" in compiled.source
     assert "# interior: key tiles every row sees whole" in compiled.source
-    sass = parse_sass(disassemble(art.asm["cubin"]))
-    spans = loops(sass)
-    innermost = [s for s in spans if not any(o != s and s[0] <= o[0] and o[1] <= s[1] for o in spans)]
-    key_loops = [loop_stats(sass.instrs[a:b + 1]) for a, b in innermost]
+    key_loops = [loop_stats(body) for body in innermost_loops(parse_sass(disassemble(art.asm["cubin"])))]
     key_loops = [s for s in key_loops if s.tensor_core]
     assert len(key_loops) == 2  # interior, then the masked tail
     blocks = prefill_schedule(4096, 128, CUDA)

@@ -102,14 +102,19 @@ def loops(sass: Sass) -> list[tuple[int, int]]:
     return out
 
 
+def innermost_loops(sass: Sass) -> list[tuple[Instr, ...]]:
+    """The instructions of every loop that contains no other (branch included), in code order."""
+    spans = loops(sass)
+    inner = sorted(s for s in spans if not any(o != s and s[0] <= o[0] and o[1] <= s[1] for o in spans))
+    return [sass.instrs[first:last + 1] for first, last in inner]
+
+
 def main_loop(sass: Sass) -> tuple[Instr, ...]:
     """The innermost loop's instructions (branch included); with several innermost loops, the longest."""
-    spans = loops(sass)
-    inner = [s for s in spans if not any(o != s and s[0] <= o[0] and o[1] <= s[1] for o in spans)]
+    inner = innermost_loops(sass)
     if not inner:
         raise BackendError("no loop found in the SASS (no backward branch)")
-    first, last = max(inner, key=lambda s: s[1] - s[0])
-    return sass.instrs[first:last + 1]
+    return max(inner, key=len)
 
 
 def _access_bytes(ins: Instr) -> int:
