@@ -227,3 +227,17 @@ def test_a_positive_scale_goes_after_the_row_max() -> None:
     assert isinstance(scores, ir.Where) and isinstance(scores.then, ir.Binary)  # dot * (scale * log2 e)
     probs = unknown["probs"]
     assert isinstance(probs, ir.Math) and isinstance(probs.args[0], ir.Binary) and probs.args[0].op == "-"
+
+
+def test_only_kernels_with_a_key_loop_softmax_specialise_on_a_scalars_sign() -> None:
+    """The sign of a float scalar is keyed only where passes/online_softmax can use it: elsewhere a scalar
+    changing sign (rmsnorm's eps, a GEMM's alpha) must not compile the kernel twice."""
+    attention = tilec.compile(EXAMPLES / "attention.tile").attention
+    rmsnorm = tilec.compile(EXAMPLES / "rmsnorm.tile").rmsnorm
+    assert attention._float_scalars == ("scale",)
+    assert rmsnorm._float_scalars == ()
+    dims = {"B": 1, "H": 2, "HK": 2, "M": 20, "N": 30, "D": 64}
+    folded = attention.specialize(dims, target="cpu", schedule=BLOCKS, scalars={"scale": 0.1})
+    plain = attention.specialize(dims, target="cpu", schedule=BLOCKS, scalars={"scale": -0.1})
+    assert folded is not plain and "tl.fma(" in folded.source and "tl.fma(" not in plain.source
+    assert attention.specialize(dims, target="cpu", schedule=BLOCKS, scalars={"scale": 3.0}) is folded  # cached

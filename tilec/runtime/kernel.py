@@ -74,9 +74,11 @@ class Kernel:
         stored = {s.tensor for s in ir.walk_stmts(checked.body.body) if isinstance(s, ir.Store)}
         loaded: set[str] = set()
         self._groups: list[argbind.GroupedLoad] = []  # checked at every launch: scales match K and the group
+        online = False  # a softmax over a key loop (passes/online_softmax)
         for stmt in ir.walk_stmts(checked.body.body):
             if isinstance(stmt, (ir.Assign, ir.Store)):
                 for e in ir.walk_exprs(stmt.value):
+                    online |= isinstance(e, ir.Softmax)
                     if isinstance(e, ir.Load):
                         loaded.add(e.tensor)
                     elif isinstance(e, ir.QuantLoad):
@@ -92,9 +94,10 @@ class Kernel:
         self._compiled: dict[tuple[object, ...], Compiled] = {}
         self._launch_cache: dict[tuple[object, ...], Compiled] = {}  # cheap per-call key -> Compiled
         self._group_scalars = group_scalars(checked)  # scalars whose divisibility a specialisation may use
-        # float scalars whose sign a specialisation may use (passes/online_softmax: a positive scale)
-        self._float_scalars = tuple(p.name for p in self.signature.params
-                                    if p.kind == "scalar" and p.dtype in dt.DTYPES and dt.DTYPES[p.dtype].is_float)
+        # float scalars whose sign a specialisation may use (passes/online_softmax: a positive scale), in kernels
+        # with a softmax over a key loop only: elsewhere the sign changes nothing and would only compile twice
+        self._float_scalars = tuple(p.name for p in self.signature.params if online and p.kind == "scalar"
+                                    and p.dtype in dt.DTYPES and dt.DTYPES[p.dtype].is_float)
 
     def __repr__(self) -> str:
         params = ", ".join(p.name for p in self.signature.params)
