@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 import tilec
+from tilec.codegen.lowering import _byte_field_asm
 
 SPEC = """
 def codes(c: Tensor[N, D, u8], o: Tensor[N, D, T], w: Tensor[N, D, T]):
@@ -31,14 +32,54 @@ def code(target: str, T: str) -> str:
 
 
 def test_gpu_code_uses_the_magic_and_folds_the_shift() -> None:
-    for T, magic, triton in (("f16", "0x6400", "tl.float16"), ("bf16", "0x4300", "tl.bfloat16")):
+    for T, magic, triton in (("f16", 0x6400, "tl.float16"), ("bf16", 0x4300, "tl.bfloat16")):
         src = code("cuda", T)
-        masked = f"((c_nall & 15).to(tl.uint16) | {magic}).to({triton}, bitcast=True) - "
-        assert masked + ("1032.0" if T == "f16" else "136.0") in src  # - 8 folded into the magic's subtraction
+        # four codes per inline-asm group (lowering._byte_field_asm), - 8 folded into the magic's subtraction
+        masked = f'{_byte_field_asm("c_nall", 0, 15, magic, triton)} - ' + ("1032.0" if T == "f16" else "136.0")
+        assert masked in src, src
         # a whole u8 (0..255) fits f16's magic (c < 1024) but not bf16's (c < 128): bf16 keeps the cast
-        whole = f"(c_nall_1.to(tl.uint16) | {magic}).to({triton}, bitcast=True) - 1021.0"
+        whole = f'{_byte_field_asm("c_nall_1", 0, 255, magic, triton)} - 1021.0'
         assert (whole in src) == (T == "f16"), src
         assert (f"c_nall_1.to({triton})" in src) == (T == "bf16")
+
+
+def run_ptx(asm: str, word: int) -> tuple[int, int]:
+    """Evaluate the few PTX instructions _byte_field_asm emits on one 32-bit input register ($2)."""
+    regs = {"$2": word}
+    for ins in asm.strip("{} ").split(";"):
+        op, *args = ins.replace(",", " ").split() or [".reg"]
+        if op == ".reg":
+            continue
+        val = [regs[a] if a in regs else int(a, 0) for a in args[1:]]
+        if op == "prmt.b32":  # bytes of {b, a}, selected by the selector's nibbles (no sign replication)
+            both = val[0] | (val[1] << 32)
+            regs[args[0]] = sum(((both >> (8 * ((val[2] >> (4 * i)) & 7))) & 0xFF) << (8 * i) for i in range(4))
+        elif op == "mov.b32":
+            regs[args[0]] = val[0]
+        elif op == "shr.b32":
+            regs[args[0]] = val[0] >> val[1]
+        elif op == "lop3.b32":  # the truth table's bit (a, b, c) for each bit position
+            a, b, c, lut = val
+            regs[args[0]] = sum(((lut >> ((((a >> i) & 1) << 2) | (((b >> i) & 1) << 1) | ((c >> i) & 1))) & 1) << i
+                                for i in range(32))
+        else:
+            raise AssertionError(op)
+    return regs["$0"], regs["$1"]
+
+
+def test_the_byte_field_asm_is_elementwise_and_exact() -> None:
+    """Element i of the four packed u8 codes (byte i) becomes 16-bit lane i of ($0, $1) = 2**p + field, for every
+    shift and mask the lowering emits: each byte value in each position, over random words."""
+    gen = torch.Generator().manual_seed(0)
+    words = [int(w) for w in torch.randint(0, 2**32, (64,), generator=gen, dtype=torch.int64)]
+    words += [v << (8 * i) for v in range(256) for i in range(4)]
+    for magic in (0x6400, 0x4300):
+        for shift, mask in ((0, 15), (4, 15), (0, 3), (2, 3), (4, 3), (6, 3), (0, 255), (3, 0x1F), (0, 0xF0)):
+            asm = _byte_field_asm("x", shift, mask & (0xFF >> shift), magic, "tl.float16").split('"')[1]
+            for w in words:
+                lo, hi = run_ptx(asm, w)
+                got = [lo & 0xFFFF, lo >> 16, hi & 0xFFFF, hi >> 16]
+                assert got == [magic | (((w >> (8 * i)) & 0xFF) >> shift & mask) for i in range(4)], (shift, mask, w)
 
 
 def test_the_interpreter_gets_the_magic_for_f16_only_and_both_are_exact() -> None:

@@ -123,7 +123,10 @@ def dequantize(
     Shapes as `quantize_tokens` returns them (``mode="token"``: codes [..., HK, D // P], scale [..., HK]) or
     as `quantize_channels` does (``mode="channel"``: codes [..., G, HK, D // P], scale [..., HK, D]).
     Returns [..., HK, D] / [..., G, HK, D] float32. Arithmetic is float32 from the stored float16 scale and
-    zero, the same operations in the same order as the kernel's, so the result is bit-exact.
+    zero, the same operations in the same order as the kernel's, so the result is bit-exact.  (Decode
+    attention does not dequantise like this: per-token keys and values are folded out of its tiles, and
+    per-channel keys take ``code - zero`` in float16, one rounding of at most 2**-11 relative;
+    tilec/ops_decode_spec.py.  Its tests bound its error against this reference.)
     """
     fmt = check_format(fmt)
     if mode not in ("token", "channel"):
