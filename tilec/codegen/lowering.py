@@ -211,9 +211,12 @@ def _byte_field_asm(x: str, shift: int, mask: int, magic: int, dtype: str) -> st
     as two (elements 0, 1 and 2, 3, low half first).  One byte permute spreads the word's bytes as
     (0, 2, 1, 3); then each result register is one shift and one AND-OR: its halves' low bytes are bytes
     (0, 1), or (2, 3) after a further 8-bit shift.  The permute is shared by every field of the same
-    bytes (ptxas merges it).  Triton's elementwise form extracts, widens and repacks every byte
-    (PRMT, SHF, PRMT, LOP3 per element pair); decode attention over int4 codes: 14.2 -> 12.3
-    instructions per cache byte (sm_90, Triton 3.9)."""
+    bytes (ptxas merges it).  Each result lane depends on its own byte only (``mask <= 0xFF >> shift``),
+    so the result does not depend on which elements Triton groups (it pads a thread's last group with undef
+    values).  Triton's elementwise form extracts, widens and repacks every byte (PRMT, SHF, PRMT, LOP3 per
+    element pair); decode attention over int4 codes: 14.2 -> 12.3 instructions per cache byte (sm_90,
+    Triton 3.9)."""
+    assert 0 <= shift < 8 and 0 <= mask <= 0xFF >> shift, (shift, mask)
     lanes = f"{mask * 0x00010001:#x}, {magic * 0x00010001:#x}"
     first = f"shr.b32 u, t, {shift}; " if shift else "mov.b32 u, t; "
     asm = ("{ .reg .b32 t, u, w; prmt.b32 t, $2, 0, 0x3120; " + first + f"shr.b32 w, t, {shift + 8}; "
