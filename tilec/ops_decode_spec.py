@@ -195,10 +195,10 @@ class _Builder:
         dots = " + ".join(f"q{i} @ {self.key_plane(i)}.T" for i in range(p))
         if not self.folded_keys:
             body.append(f"{ind}s = ({dots}) * scale")
-        elif v.fmt in _INT_BITS:
-            body.append(f"{ind}s = ({dots} - q_sum[:, None] * key_zero[None, :]) * (key_scale[None, :] * scale)")
+        elif v.fmt in _INT_BITS:  # the scalar scale last: online_softmax folds it into the exp2's fma
+            body.append(f"{ind}s = (({dots} - q_sum[:, None] * key_zero[None, :]) * key_scale[None, :]) * scale")
         else:
-            body.append(f"{ind}s = ({dots}) * (key_scale[None, :] * scale)")
+            body.append(f"{ind}s = (({dots}) * key_scale[None, :]) * scale")
         if v.softcap:
             body.append(f"{ind}s = softcap * tanh(s / softcap)")
         body.append(f"{ind}visible = (index(n)[None, :] < length) & "
