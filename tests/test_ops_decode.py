@@ -350,3 +350,43 @@ def test_merge_attention_of_two_key_sets_is_attention_over_both() -> None:
     assert not o.isnan().any() and not lse.isnan().any()
     assert torch.allclose(o, ref_o, atol=1e-12, rtol=0) and torch.equal(o[0, 1, 4], torch.zeros(16, dtype=o.dtype))
     assert torch.allclose(lse, ref_lse, atol=1e-12, rtol=0) and lse[0, 1, 4] == -math.inf
+
+
+# ------------------------------------------------------------------------------------------ on a GPU
+
+
+def quantised_decode_case(fmt: str, key_mode: str, device: str, B: int, H: int, HK: int, N: int, D: int,
+                          lens: list[int], group: int, block: int, seed: int) -> list[float]:
+    """Contiguous and paged caches on ``device`` against float64 attention on their dequantised values (the
+    tolerance of test_quantised_cache); returns each error's fraction of its bound."""
+    gen = torch.Generator().manual_seed(seed)
+    dtype = torch.bfloat16
+    k, v = rand(B, N, HK, D, dtype=dtype, gen=gen).to(device), rand(B, N, HK, D, dtype=dtype, gen=gen).to(device)
+    seqlens = torch.tensor(lens, dtype=torch.int32, device=device)
+    q = rand(B, H, 1, D, dtype=dtype, gen=gen).to(device)
+    ratios = []
+    for cache in (QuantKVCache.from_dense(k, v, fmt, key_mode, group=group, seqlens=seqlens),
+                  QuantKVCache.paged_from_dense(k, v, fmt, key_mode, block_size=block, seqlens=seqlens)):
+        o, lse = tilec.ops.decode_attention(q, cache, return_lse=True)
+        assert o.device == q.device and o.shape == q.shape and o.dtype == dtype
+        kd, vd = (t.cpu() for t in cache.dequantized())
+        ref, ref_lse = reference(q.cpu(), kd, vd, lens)
+        tol, lse_extra = quant_tolerance(q.cpu(), kd, vd, lens, dtype)
+        err = max_err(o.cpu(), ref)
+        assert err <= tol, (fmt, key_mode, cache.paged, err, tol)
+        ratios.append(err / tol)
+        ratios.append(check_lse(lse.cpu(), ref_lse, q.cpu(), kd, lens, 1.0 / math.sqrt(D), lse_extra))
+    return ratios
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("key_mode", ["token", "channel"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_quantised_cache_on_gpu(fmt: str, key_mode: str) -> None:
+    """What only a GPU runs: the compiled lowering of the cache's codes (u8 fields unpacked by inline PTX four at a
+    time, codegen/lowering._byte_field_asm), the default split-KV schedule and its merge, at a production head
+    dimension and thousands of keys."""
+    ratios = quantised_decode_case(fmt, key_mode, "cuda", B=3, H=32, HK=8, N=4100, D=128, lens=[4100, 1, 2077],
+                                   group=32, block=64, seed=FORMATS.index(fmt))
+    print(f"{fmt} {key_mode}: error / bound {max(ratios):.2f}")
