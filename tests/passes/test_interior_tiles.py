@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import types
 from pathlib import Path
 
 import tilec
 import tilec.ops_attention
+from tilec.ir import dtypes as dt
 from tilec.ir import nodes as ir
 from tilec.ir.schedule import Schedule
 from tilec.passes.interior_tiles import interior_tiles
@@ -17,6 +19,7 @@ from tilec.passes.split_k import split_k
 from tilec.passes.tiling import tile
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TL = types.SimpleNamespace(minimum=min, maximum=max, cdiv=lambda a, b: -(-a // b))  # what the bounds call
 RAGGED = Facts(divisible=frozenset({"m"}))  # N is not a multiple of the key block
 EVEN = Facts(divisible=frozenset({"m", "n"}))
 
@@ -24,6 +27,13 @@ EVEN = Facts(divisible=frozenset({"m", "n"}))
 def prepared(text: str | Path, splits: int = 1) -> ir.Kernel:
     kernel = tilec.compile(text).attention.ir()
     return key_range(split_k(online_softmax(tile(kernel, Schedule(blocks={"m": 16, "n": 16}), {"D": 64})), splits))
+
+
+def prefill_source(variant: tilec.ops_attention.Variant, M: int, N: int, bm: int, bn: int) -> str:
+    """The generated Triton of a prefill variant (CPU target, positive scale) at these sizes and blocks."""
+    return tilec.ops_attention.kernel_for(variant).specialize(
+        {"B": 1, "H": 2, "HK": 1, "M": M, "N": N, "D": 64}, {"T": dt.f16}, target="cpu",
+        schedule={"m": bm, "n": bn}, scalars={"scale": 0.1}).source
 
 
 def key_loops(k: ir.Kernel) -> list[ir.SeqLoop]:
@@ -102,27 +112,21 @@ def test_emitted_part_bounds_classify_every_key_tile() -> None:
     windows take every residue modulo the blocks: the interior holds only tiles whose every key is inside N and
     visible to every row of the query tile (padding rows included: their scores are computed too), the parts
     are ordered, and no tile with a key visible to a real row is left out of [start, stop)."""
-    import types
-
     import numpy as np
 
-    from tilec.ir import dtypes as dt
-
-    tl = types.SimpleNamespace(minimum=min, maximum=max, cdiv=lambda a, b: -(-a // b))
-    kernel = tilec.ops_attention.kernel_for(tilec.ops_attention.Variant(causal=True, window=True))
+    window_variant = tilec.ops_attention.Variant(causal=True, window=True)
     checked_interior = 0
     for bm, bn in [(16, 16), (32, 16), (16, 32)]:
         # N - M: 8, 14, -2, 15, -17, 86, 30: every boundary residue the blocks can meet, and both signs
         for M, N in [(37, 45), (37, 51), (64, 62), (33, 48), (50, 33), (5, 91), (40, 70)]:
-            code = kernel.specialize({"B": 1, "H": 2, "HK": 1, "M": M, "N": N, "D": 64}, {"T": dt.f16},
-                                     target="cpu", schedule={"m": bm, "n": bn}, scalars={"scale": 0.1}).source
+            code = prefill_source(window_variant, M, N, bm, bn)
             lines = code.split("# only key tiles")[1].split("# head:")[0].strip().splitlines()[1:]
             bounds = compile("\n".join(line.strip() for line in lines), "<bounds>", "exec")
             trips = -(-N // bn)
             keys = np.arange(trips * bn).reshape(trips, 1, bn)
             for window in [*range(1, 2 * bn + 3), 50, 75, 1000]:
                 for tile_m in range(-(-M // bm)):
-                    names = {"tl": tl, "tile_m": tile_m, "BLOCK_M": bm, "BLOCK_N": bn, "M": M, "N": N,
+                    names = {"tl": TL, "tile_m": tile_m, "BLOCK_M": bm, "BLOCK_N": bn, "M": M, "N": N,
                              "window": window, "num_tiles_n": trips}
                     exec(bounds, names)
                     start, head_end = names["first_tile_n"], names["interior_start_n"]
@@ -143,17 +147,10 @@ def test_emitted_part_bounds_classify_every_key_tile() -> None:
 
 def test_emitted_bounds_without_a_band_keep_the_partial_tile_out() -> None:
     """Non-causal, N not a multiple of the key block: the interior is exactly the tiles wholly inside N."""
-    import types
-
-    from tilec.ir import dtypes as dt
-
-    tl = types.SimpleNamespace(minimum=min, maximum=max, cdiv=lambda a, b: -(-a // b))
-    kernel = tilec.ops_attention.kernel_for(tilec.ops_attention.Variant())
     for N, bn in [(45, 16), (33, 32), (100, 64), (17, 16)]:
-        code = kernel.specialize({"B": 1, "H": 2, "HK": 1, "M": 20, "N": N, "D": 64}, {"T": dt.f16}, target="cpu",
-                                 schedule={"m": 16, "n": bn}, scalars={"scale": 0.1}).source
+        code = prefill_source(tilec.ops_attention.Variant(), 20, N, 16, bn)
         assert "# interior:" in code and "# tail:" in code and "# head:" not in code
         line = next(x.strip() for x in code.splitlines() if x.strip().startswith("interior_end_n ="))
-        names = {"tl": tl, "N": N, "BLOCK_N": bn, "num_tiles_n": -(-N // bn)}
+        names = {"tl": TL, "N": N, "BLOCK_N": bn, "num_tiles_n": -(-N // bn)}
         exec(line, names)
         assert names["interior_end_n"] == N // bn
